@@ -1,0 +1,1 @@
+"""Subcommands of the `amplification` command line (see amplification.cli)."""
