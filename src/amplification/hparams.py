@@ -1,0 +1,106 @@
+"""Hyperparameters of the learning core, with their defaults in one place.
+
+The pipeline's JSON schema (workflow/schemas/config.schema.yaml) repeats these defaults for its
+`defaults:` section; tests/test_config.py checks that the two agree. The defaults are a reduced
+CPU scale; config/paper.yaml gives the paper's values (X width 512, 6+3 layers, lr 1e-5, ...).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+
+@dataclass
+class XConfig:
+    """X, the answerer: fact-set encoder + question decoder + pointer/vocabulary output."""
+
+    width: int = 64  # model width (paper: 512)
+    heads: int = 4  # attention heads (paper: 8)
+    embed: int = 32  # per-token embedding size before a record is projected (paper: 100)
+    enc_layers: int = 2  # fact encoder layers (paper: 6)
+    dec_layers: int = 2  # question decoder layers, cross-attention only (paper: 3)
+    ffn: int = 4  # MLP hidden size as a multiple of width
+    dropout: float = 0.0  # (paper: 0.1); 0 at small scale where data is unlimited
+
+
+@dataclass
+class HPrimeConfig:
+    """H', the human predictor: a causal transformer over transcripts with a copy head."""
+
+    width: int = 64  # (paper: 128)
+    heads: int = 4  # (paper: 4)
+    layers: int = 2  # (paper: 4)
+    ffn: int = 4  # MLP hidden size as a multiple of width
+    dropout: float = 0.0
+
+
+@dataclass
+class DistillConfig:
+    """Training X on targets (amplified, or the ground truth for the supervised baseline)."""
+
+    steps: int = 300  # X optimiser steps per iteration
+    batch_contexts: int = 32  # contexts per step, all their questions (paper: 50)
+    lr: float = 1e-3  # Adam learning rate (paper: 1e-5; far higher is needed at small scale)
+    beta2: float = 0.98  # Adam beta2, as the paper
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    grad_clip: float = 1.0  # global gradient-norm clip, as the paper
+    replay_iters: int = 2  # targets of this many latest iterations form the replay window
+    ema_horizon: int = 100  # teacher: uniform average for this many steps, then EMA (paper: 1000)
+
+
+@dataclass
+class HPrimeTrainConfig:
+    steps: int = 200  # H' optimiser steps per iteration
+    batch: int = 64  # transcripts per step (paper: 50)
+    lr: float = 1e-3  # Adam learning rate (paper: 1e-5)
+    grad_clip: float = 1.0
+
+
+@dataclass
+class BudgetConfig:
+    """How many H transcripts (H calls) each iteration may collect, as the original's gate."""
+
+    initial: int = 200  # transcripts collected at iteration 0 (paper: 500)
+    rates: list = field(default_factory=lambda: [1.0, 0.1, 0.01])  # per X step, by H' loss band
+    thresholds: list = field(default_factory=lambda: [0.1, 0.01])  # H' loss band edges (nats/token)
+
+
+@dataclass
+class CurriculumConfig:
+    """Instance size grows by `step` when agreement with the targets exceeds `threshold`."""
+
+    start: int | None = None  # first size; None: the task's start (8; 10 for union find)
+    max: int | None = None  # largest size; None: the whole name space
+    step: int = 1  # elements added per promotion
+    threshold: float = 0.85  # agreement of X with its targets that promotes (paper: 0.85)
+
+
+@dataclass
+class SampleConfig:
+    contexts: int = 256  # contexts sampled per iteration; questions per context = facts
+
+
+SECTIONS = {
+    "x": XConfig,
+    "hprime": HPrimeConfig,
+    "distill": DistillConfig,
+    "hprime_train": HPrimeTrainConfig,
+    "budget": BudgetConfig,
+    "curriculum": CurriculumConfig,
+    "sample": SampleConfig,
+}
+
+
+def defaults() -> dict:
+    """The per-task defaults as a plain dict (the schema's `defaults:` section mirrors this)."""
+    return {"params": {}, **{k: asdict(cls()) for k, cls in SECTIONS.items()}}
+
+
+def build(section: str, values: dict | None):
+    """A section's dataclass from a (possibly partial) dict; unknown keys raise ValueError."""
+    cls = SECTIONS[section]
+    values = dict(values or {})
+    known = {f.name for f in fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown key {section}.{sorted(unknown)[0]}; known: {', '.join(sorted(known))}")
+    return cls(**values)
