@@ -104,3 +104,17 @@ def build(section: str, values: dict | None):
     if unknown:
         raise ValueError(f"unknown key {section}.{sorted(unknown)[0]}; known: {', '.join(sorted(known))}")
     return cls(**values)
+
+
+def deep_merge(base: dict, over: dict | None) -> dict:
+    """A copy of base with over's keys replacing base's, recursively for dicts."""
+    out = dict(base)
+    for k, v in (over or {}).items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def task_settings(cfg: dict, task: str) -> dict:
+    """The settings of one task: hparams defaults < cfg['defaults'] < cfg['per_task'][task]."""
+    merged = deep_merge(defaults(), cfg.get("defaults"))
+    return deep_merge(merged, (cfg.get("per_task") or {}).get(task))

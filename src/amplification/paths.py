@@ -57,7 +57,7 @@ def stage_inputs(stage: str, results: str, task: str, method: str, seed: int, i:
         if prev >= 0:
             ins["model"] = it(prev, "distill")
             ins["previous"] = it(prev, "decompose", "decompose.json")
-            ins["hprime"] = it(prev, "train_hprime", "hprime.json")
+            ins["hprime"] = it(prev, "train_hprime")  # H' loss on fresh transcripts sets the rate
         if human == "recorded":
             ins["demonstrations"] = demonstrations_path(data_dir, task)
     elif stage == "train_hprime":

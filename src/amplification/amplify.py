@@ -1,0 +1,85 @@
+"""Amplify^{H'}(X) and Amplify^H(X), batched over every question of every context.
+
+Amplify^{H'}(X): all B x Q questions advance together. Per round, H' decodes a subquestion token
+by token (key/value cache); blank subquestions (all 0: "nothing more to ask") get a blank answer;
+primitive ones go to the look-up oracle; the rest are answered by X's teacher on the fact
+encoding computed once at the start. Finally H' decodes the answer, which is the target.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .human import Transcripts, amplify_h
+from .hprime import HPrime
+from .tasks.base import Task
+from .xmodel import XAnswerer, XModel, to_tensor
+
+
+def _pick(logp: torch.Tensor, greedy: bool, gen) -> torch.Tensor:
+    if greedy:
+        return logp.argmax(-1)
+    return torch.multinomial(logp.exp(), 1, generator=gen)[:, 0]
+
+
+@torch.no_grad()
+def amplify_hprime(task: Task, hp: HPrime, x: XModel, facts, fact_mask, questions, db, rng,
+                   device="cpu", greedy: bool = True, generator=None) -> Transcripts:
+    """Targets = Amplify^{H'}(X) for questions [B, Q, ql] of contexts facts [B, F, fl].
+
+    Returns the transcripts (their `answers` [B*Q, al] are the targets). `rng` (numpy) drives the
+    oracle's random primitives; `generator` (torch) the sampling when greedy is False."""
+    hp.eval(), x.eval()
+    B, Q, ql = questions.shape
+    al, R, N = task.answer_length, task.rounds, B * Q
+    ft, fm = to_tensor(facts, device).long(), to_tensor(fact_mask, device).bool()
+    mem = x.encode(ft, fm)  # once per context, for all rounds
+    ctx = np.repeat(np.arange(B), Q)
+    flat_q = np.asarray(questions).reshape(N, ql)
+    subq = np.zeros((N, R, ql), dtype=np.int64)
+    suba = np.zeros((N, R, al), dtype=np.int64)
+    asked = np.zeros(N, dtype=np.int64)
+    prim_n = np.zeros(N, dtype=np.int64)
+
+    cache = hp.start(N, device)
+    start = torch.zeros(N, 1, dtype=torch.long, device=device)
+    logp = hp.step(cache, torch.cat([start, to_tensor(flat_q, device).long()], 1))
+    for r in range(R):
+        toks = []
+        for _ in range(ql):
+            tok = _pick(logp, greedy, generator)
+            toks.append(tok)
+            logp = hp.step(cache, tok[:, None])
+        sq = torch.stack(toks, 1).cpu().numpy()
+        blank = ~sq.any(-1)
+        prim = task.is_primitive(sq) & ~blank
+        ans = np.zeros((N, al), dtype=np.int64)
+        if prim.any():
+            ans[prim] = task.answer(db, ctx[prim], sq[prim], rng)
+        rest = ~blank & ~prim
+        if rest.any():
+            xa = x.generate(mem, ft, fm, to_tensor(sq, device).long().view(B, Q, ql)).view(N, al).cpu().numpy()
+            ans[rest] = xa[rest]
+        subq[:, r], suba[:, r] = sq, ans
+        asked += ~blank
+        prim_n += prim
+        at = to_tensor(ans, device).long()
+        for j in range(al):
+            logp = hp.step(cache, at[:, j:j + 1])
+    final = []
+    for j in range(al):
+        tok = _pick(logp, greedy, generator)
+        final.append(tok)
+        if j + 1 < al:
+            logp = hp.step(cache, tok[:, None])
+    answers = torch.stack(final, 1).cpu().numpy()
+    return Transcripts(flat_q, subq, suba, answers, asked, prim_n)
+
+
+def amplify_h_with_x(task: Task, x: XModel, facts, fact_mask, ctx, questions, db, rng,
+                     device="cpu", human=None) -> Transcripts:
+    """Amplify^H(X): the (scripted or recorded) human asks, X's teacher answers complex
+    subquestions, the oracle answers primitive ones."""
+    answerer = XAnswerer(x, facts, fact_mask, device)
+    oracle = lambda c, q: task.answer(db, np.asarray(c), np.asarray(q), rng)  # noqa: E731
+    return amplify_h(task, ctx, questions, answerer, oracle, human)

@@ -1,0 +1,168 @@
+"""H', the human predictor: a causal transformer over transcripts with a copy head.
+
+A transcript is `question | R x (subquestion, sub-answer) | answer` (human.Transcripts.tokens),
+preceded by a start token. Each position gets token, token-kind and position embeddings. H' is
+trained with cross-entropy on subquestion and final-answer tokens only: the question and the
+sub-answers are conditioning. The copy head points at any earlier transcript token, so H' can
+reuse a name it has seen without knowing what it means. It never sees the facts.
+
+Decoding is incremental with a key/value cache: one new token per call, O(t) work per token.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .hparams import HPrimeConfig
+
+MAIN_Q, SUB_Q, SUB_A, MAIN_A = 0, 1, 2, 3  # token kinds
+
+
+def layout(ql: int, al: int, R: int) -> np.ndarray:
+    """Kinds of the positions of [start] + transcript."""
+    kinds = [MAIN_Q] * (1 + ql)
+    for _ in range(R):
+        kinds += [SUB_Q] * ql + [SUB_A] * al
+    kinds += [MAIN_A] * al
+    return np.array(kinds)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: HPrimeConfig):
+        super().__init__()
+        self.h, self.w = cfg.heads, cfg.width
+        self.qkv = nn.Linear(cfg.width, 3 * cfg.width)
+        self.out = nn.Linear(cfg.width, cfg.width)
+        self.drop = cfg.dropout
+
+    def forward(self, x, cache: dict | None = None):
+        B, T, W = x.shape
+        q, k, v = self.qkv(x).split(W, -1)
+        q, k, v = (t.view(B, T, self.h, W // self.h).transpose(1, 2) for t in (q, k, v))
+        if cache is not None:  # incremental: append this step's keys/values to the cache
+            if "k" in cache:
+                k = torch.cat([cache["k"], k], 2)
+                v = torch.cat([cache["v"], v], 2)
+            cache["k"], cache["v"] = k, v
+            y = F.scaled_dot_product_attention(q, k, v)  # the new token sees everything so far
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.drop if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(B, T, W))
+
+
+class Layer(nn.Module):
+    """Pre-norm causal transformer layer."""
+
+    def __init__(self, cfg: HPrimeConfig):
+        super().__init__()
+        w = cfg.width
+        self.ln1, self.ln2 = nn.LayerNorm(w), nn.LayerNorm(w)
+        self.attn = CausalSelfAttention(cfg)
+        self.mlp = nn.Sequential(nn.Linear(w, cfg.ffn * w), nn.GELU(), nn.Linear(cfg.ffn * w, w), nn.Dropout(cfg.dropout))
+
+    def forward(self, x, cache=None):
+        x = x + self.attn(self.ln1(x), cache)
+        return x + self.mlp(self.ln2(x))
+
+
+class HPrime(nn.Module):
+    def __init__(self, nvocab: int, question_length: int, answer_length: int, rounds: int, cfg: HPrimeConfig):
+        super().__init__()
+        self.cfg, self.nvocab = cfg, nvocab
+        self.ql, self.al, self.R = question_length, answer_length, rounds
+        kinds = layout(question_length, answer_length, rounds)
+        self.T = len(kinds)  # start token + transcript
+        self.register_buffer("kinds", torch.as_tensor(kinds), persistent=False)
+        w = cfg.width
+        self.tok = nn.Embedding(nvocab, w)
+        self.kind = nn.Embedding(4, w)
+        self.pos = nn.Embedding(self.T, w)
+        self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.layers))
+        self.ln = nn.LayerNorm(w)
+        self.head = nn.Linear(w, nvocab)
+        self.copy_q = nn.Linear(w, w)
+        self.copy_k = nn.Linear(w, w)
+        self.gate = nn.Linear(w, 1)
+        # the loss covers the positions whose NEXT token is a subquestion or final-answer token
+        nxt = np.r_[kinds[1:], -1]
+        self.register_buffer("target_pos", torch.as_tensor((nxt == SUB_Q) | (nxt == MAIN_A)), persistent=False)
+
+    @classmethod
+    def for_task(cls, task, cfg: HPrimeConfig) -> "HPrime":
+        return cls(task.nvocab, task.question_length, task.answer_length, task.rounds, cfg)
+
+    def _embed(self, tokens, start: int):
+        T = tokens.shape[1]
+        pos = torch.arange(start, start + T, device=tokens.device)
+        return self.tok(tokens.clamp(0, self.nvocab - 1)) + self.kind(self.kinds[pos]) + self.pos(pos)
+
+    def _output(self, h, keys, tokens):
+        """Mix the vocabulary softmax with the copy distribution over earlier tokens.
+        h [B, t, W] queries; keys [B, s, W] and tokens [B, s] of the positions they may copy."""
+        h = self.ln(h)
+        log_vocab = F.log_softmax(self.head(h), -1)
+        scores = torch.einsum("btw,bsw->bts", self.copy_q(h), keys) / self.cfg.width ** 0.5
+        t, s = h.shape[1], keys.shape[1]
+        if t > 1:  # training: position i copies from positions <= i
+            causal = torch.ones(t, s, dtype=torch.bool, device=h.device).tril(s - t)
+            scores = scores.masked_fill(~causal, float("-inf"))
+        attn = F.softmax(scores, -1)
+        copy = torch.zeros(h.shape[0], t, self.nvocab, device=h.device, dtype=attn.dtype)
+        copy.scatter_add_(2, tokens.clamp(0, self.nvocab - 1).unsqueeze(1).expand(-1, t, -1), attn)
+        g = torch.sigmoid(self.gate(h))
+        return torch.logaddexp(log_vocab + torch.log(1 - g + 1e-9), torch.log(copy * g + 1e-30))
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        """seq [B, T] (start + transcript) -> log-probs [B, T, V] of each NEXT token."""
+        x = self._embed(seq, 0)
+        for layer in self.layers:
+            x = layer(x)
+        return self._output(x, self.copy_k(self.ln(x)), seq)
+
+    def loss(self, seq: torch.Tensor):
+        """Mean cross-entropy over subquestion and final-answer tokens; also token accuracy."""
+        logp = self(seq)[:, :-1]
+        tgt = seq[:, 1:]
+        m = self.target_pos[:-1]
+        lp = logp[:, m].gather(-1, tgt[:, m].unsqueeze(-1)).squeeze(-1)
+        acc = (logp[:, m].argmax(-1) == tgt[:, m]).float().mean()
+        return -lp.mean(), acc
+
+    # ---- incremental decoding ------------------------------------------------------------------
+    def start(self, n: int, device="cpu") -> dict:
+        return {"t": 0, "layers": [{} for _ in self.layers], "keys": None,
+                "tokens": torch.zeros(n, 0, dtype=torch.long, device=device)}
+
+    def step(self, cache: dict, tokens: torch.Tensor) -> torch.Tensor:
+        """Feed tokens [B, k] at the next k positions; return log-probs [B, V] of the token after."""
+        x = self._embed(tokens, cache["t"])
+        for layer, lc in zip(self.layers, cache["layers"]):
+            x = layer(x, lc) if x.shape[1] == 1 else self._prefill(layer, x, lc)
+        h = self.ln(x)
+        keys = self.copy_k(h)
+        cache["keys"] = keys if cache["keys"] is None else torch.cat([cache["keys"], keys], 1)
+        cache["tokens"] = torch.cat([cache["tokens"], tokens], 1)
+        cache["t"] += tokens.shape[1]
+        return self._output(x[:, -1:], cache["keys"], cache["tokens"])[:, 0]
+
+    @staticmethod
+    def _prefill(layer: Layer, x, lc):
+        """Several known tokens at once (the question): causal attention within them, and the
+        keys/values appended to the cache. Only used at the start, when the cache is empty."""
+        assert "k" not in lc, "prefill only on an empty cache"
+        a = layer.attn
+        B, T, W = x.shape
+        h = layer.ln1(x)
+        q, k, v = a.qkv(h).split(W, -1)
+        q, k, v = (t.view(B, T, a.h, W // a.h).transpose(1, 2) for t in (q, k, v))
+        lc["k"], lc["v"] = k, v
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + a.out(y.transpose(1, 2).reshape(B, T, W))
+        return x + layer.mlp(layer.ln2(x))
+
+    @torch.no_grad()
+    def predict_nocache(self, prefix: torch.Tensor) -> torch.Tensor:
+        """Log-probs of the token after `prefix` [B, t] by a full forward (the slow reference)."""
+        return self(prefix)[:, -1]

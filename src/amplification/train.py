@@ -1,0 +1,199 @@
+"""Training X (distillation, and the supervised baseline) and H', with exact checkpoints.
+
+The supervised baseline is the same Distiller fed with ground-truth targets. Everything a run
+needs to resume bit-identically (weights, teacher, optimiser, RNG states, step) is in
+`state_dict()`; `save_checkpoint` writes it atomically.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from .hparams import DistillConfig, HPrimeConfig, HPrimeTrainConfig, XConfig
+from .hprime import HPrime
+from .xmodel import Teacher, XModel, nll, to_tensor
+
+
+def setup_torch(threads: int, device: str = "auto") -> str:
+    """Pick the device ('auto': CUDA when present) and match torch threads to the job's."""
+    torch.set_num_threads(max(1, int(threads)))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def pad_to(a: np.ndarray, shape: tuple) -> np.ndarray:
+    out = np.zeros(shape, dtype=a.dtype)
+    out[tuple(slice(0, s) for s in a.shape)] = a
+    return out
+
+
+@dataclass
+class ContextData:
+    """Training contexts: facts [C, F, fl], fact_mask [C, F], questions [C, Q, ql],
+    targets [C, Q, al], qmask [C, Q]. Real facts and questions come first in each row."""
+
+    facts: np.ndarray
+    fact_mask: np.ndarray
+    questions: np.ndarray
+    targets: np.ndarray
+    qmask: np.ndarray
+
+    def __len__(self):
+        return len(self.facts)
+
+    @classmethod
+    def concat(cls, parts: list["ContextData"]) -> "ContextData":
+        F = max(p.facts.shape[1] for p in parts)
+        Q = max(p.questions.shape[1] for p in parts)
+        out = []
+        for name in ("facts", "fact_mask", "questions", "targets", "qmask"):
+            arrs = [getattr(p, name) for p in parts]
+            arrs = [pad_to(a, (a.shape[0], F if name.startswith("fact") else Q) + a.shape[2:]) for a in arrs]
+            out.append(np.concatenate(arrs))
+        return cls(*out)
+
+
+def _trim(batch: ContextData, idx) -> tuple:
+    """A minibatch with the all-padding columns dropped (they change nothing but cost time)."""
+    fm, qm = batch.fact_mask[idx], batch.qmask[idx]
+    F = max(1, int(fm.sum(1).max()))
+    Q = max(1, int(qm.sum(1).max()))
+    return batch.facts[idx, :F], fm[:, :F], batch.questions[idx, :Q], batch.targets[idx, :Q], qm[:, :Q]
+
+
+class Distiller:
+    """X, its teacher and its optimiser."""
+
+    def __init__(self, task, xcfg: XConfig, dcfg: DistillConfig, seed: int, device: str = "cpu"):
+        torch.manual_seed(seed)
+        self.task, self.xcfg, self.cfg, self.device = task, xcfg, dcfg, device
+        self.model = XModel.for_task(task, xcfg).to(device)
+        self.teacher = Teacher(self.model, dcfg.ema_horizon)
+        opt_cls = torch.optim.AdamW if dcfg.weight_decay else torch.optim.Adam
+        kw = {"weight_decay": dcfg.weight_decay} if dcfg.weight_decay else {}
+        self.opt = opt_cls(self.model.parameters(), lr=dcfg.lr, betas=(0.9, dcfg.beta2), **kw)
+        self.step = 0
+        self.rng = np.random.default_rng(seed)
+
+    def train_step(self, facts, fmask, questions, targets, qmask) -> float:
+        dev = self.device
+        self.model.train()
+        tt = to_tensor(targets, dev).long()
+        logp = self.model(to_tensor(facts, dev).long(), to_tensor(fmask, dev).bool(), to_tensor(questions, dev).long(), tt)
+        loss = nll(logp, tt, to_tensor(qmask, dev).float())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        self.step += 1
+        self.teacher.update(self.model, self.step)
+        return float(loss)
+
+    def train(self, data: ContextData, steps: int, progress=None) -> dict:
+        """`steps` optimiser steps on minibatches drawn uniformly with replacement from data."""
+        losses = []
+        t0 = time.time()
+        for _ in range(steps):
+            idx = self.rng.integers(0, len(data), min(self.cfg.batch_contexts, len(data)))
+            losses.append(self.train_step(*_trim(data, idx)))
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+        return {"loss": float(np.mean(losses[-max(1, steps // 10):])) if losses else float("nan"),
+                "seconds": time.time() - t0, "steps": self.step}
+
+    def state_dict(self) -> dict:
+        return {
+            "kind": "x", "task": {"name": self.task.name, "params": self.task.params},
+            "xcfg": asdict(self.xcfg), "dcfg": asdict(self.cfg),
+            "model": self.model.state_dict(), "teacher": self.teacher.model.state_dict(),
+            "opt": self.opt.state_dict(), "step": self.step,
+            "np_rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.model.load_state_dict(sd["model"])
+        self.teacher.model.load_state_dict(sd["teacher"])
+        self.opt.load_state_dict(sd["opt"])
+        self.step = sd["step"]
+        self.rng.bit_generator.state = sd["np_rng"]
+        torch.set_rng_state(sd["torch_rng"])
+
+
+class HPrimeTrainer:
+    """H' and its optimiser, trained on flat transcripts (human.Transcripts.tokens())."""
+
+    def __init__(self, task, hcfg: HPrimeConfig, tcfg: HPrimeTrainConfig, seed: int, device: str = "cpu"):
+        torch.manual_seed(seed + 1)
+        self.task, self.hcfg, self.cfg, self.device = task, hcfg, tcfg, device
+        self.model = HPrime.for_task(task, hcfg).to(device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=tcfg.lr, betas=(0.9, 0.98))
+        self.step = 0
+        self.rng = np.random.default_rng(seed + 1)
+
+    def sequences(self, tokens: np.ndarray) -> torch.Tensor:
+        """[N, T-1] transcripts -> [N, T] with the start token in front."""
+        return to_tensor(np.concatenate([np.zeros((len(tokens), 1), np.int64), tokens], 1), self.device).long()
+
+    @torch.no_grad()
+    def evaluate(self, tokens: np.ndarray) -> dict:
+        """Loss and token accuracy (teacher-forced, argmax) on transcripts, in eval mode."""
+        self.model.eval()
+        loss, acc = self.model.loss(self.sequences(tokens))
+        return {"loss": float(loss), "token_accuracy": float(acc)}
+
+    def train(self, tokens: np.ndarray, steps: int, progress=None) -> dict:
+        seqs = self.sequences(tokens)
+        losses, accs = [], []
+        for _ in range(steps):
+            self.model.train()
+            idx = torch.as_tensor(self.rng.integers(0, len(seqs), min(self.cfg.batch, len(seqs))))
+            loss, acc = self.model.loss(seqs[idx])
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.opt.step()
+            self.step += 1
+            losses.append(float(loss))
+            accs.append(float(acc))
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+        k = max(1, steps // 10)
+        return {"loss": float(np.mean(losses[-k:])) if losses else float("nan"),
+                "token_accuracy": float(np.mean(accs[-k:])) if accs else float("nan"), "steps": self.step}
+
+    def state_dict(self) -> dict:
+        return {"kind": "hprime", "task": {"name": self.task.name, "params": self.task.params},
+                "hcfg": asdict(self.hcfg), "tcfg": asdict(self.cfg),
+                "model": self.model.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
+                "np_rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.model.load_state_dict(sd["model"])
+        self.opt.load_state_dict(sd["opt"])
+        self.step = sd["step"]
+        self.rng.bit_generator.state = sd["np_rng"]
+        torch.set_rng_state(sd["torch_rng"])
+
+
+def save_checkpoint(obj: dict, path: str) -> None:
+    """torch.save through a temporary file and a rename: a crash never leaves half a file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str, device="cpu") -> dict:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except Exception as e:  # a truncated or foreign file
+        raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
