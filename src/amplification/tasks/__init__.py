@@ -3,9 +3,13 @@ from __future__ import annotations
 
 from .base import Batch, Task, TaskError, UNKNOWN
 from .permutation import PermutationPowering
+from .assignments import SequentialAssignments
+from .wildcard import WildcardSearch
 
 TASKS: dict[str, type[Task]] = {
     PermutationPowering.name: PermutationPowering,
+    SequentialAssignments.name: SequentialAssignments,
+    WildcardSearch.name: WildcardSearch,
 }
 
 
