@@ -5,11 +5,15 @@ from .base import Batch, Task, TaskError, UNKNOWN
 from .permutation import PermutationPowering
 from .assignments import SequentialAssignments
 from .wildcard import WildcardSearch
+from .shortest_path import ShortestPath
+from .union_find import UnionFind
 
 TASKS: dict[str, type[Task]] = {
     PermutationPowering.name: PermutationPowering,
     SequentialAssignments.name: SequentialAssignments,
     WildcardSearch.name: WildcardSearch,
+    ShortestPath.name: ShortestPath,
+    UnionFind.name: UnionFind,
 }
 
 
