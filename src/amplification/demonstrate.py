@@ -105,13 +105,15 @@ class Demonstrator:
     """The page's logic, independent of HTTP (and tested without it)."""
 
     def __init__(self, task: Task, out: str, size: int | None = None, seed: int | None = None,
-                 answerer: BatchAnswerer | None = None, answerer_name: str = "the oracle"):
+                 answerer: BatchAnswerer | None = None, answerer_name: str = "the oracle",
+                 note: str | None = None):
         self.task = task
         self.out = out
         self.size = task.check_size(size if size is not None else task.max_size)
         self.next_seed = int(seed) if seed is not None else secrets.randbelow(2**31)
         self.answerer = answerer
         self.answerer_name = answerer_name
+        self.note = note  # provenance written into every record, e.g. who or what acted as H
         self.sessions: OrderedDict[str, Session] = OrderedDict()
         self.lock = threading.RLock()
         self.last: dict[str, dict] = {}
@@ -199,8 +201,9 @@ class Demonstrator:
             truth = s.batch.answers[0, 0]
             h = parse_answer(t, _text(text), truth)
             now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+            extra = {"note": self.note} if self.note else {}
             rec = demonstration_record(t, s.batch, s.seed, s.subquestions, s.subanswers, h,
-                                       source="human", answerer=self.answerer_name, time=now)
+                                       source="human", answerer=self.answerer_name, time=now, **extra)
             append_demonstration(self.out, rec)  # the only write; raises before anything changes
             self.last[s.id] = {"question": rec["question"], "h_answer": rec["h_answer"],
                                "truth": rec["answer"], "agrees": rec["agrees_with_truth"],

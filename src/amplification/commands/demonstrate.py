@@ -14,7 +14,8 @@ def cmd_demonstrate(args) -> int:
     task = task_from_args(args)
     out = args.out or default_path(task.name)
     answerer, desc = load_answerer(args.checkpoint, task)
-    demo = Demonstrator(task, out, size=args.size, seed=args.seed, answerer=answerer, answerer_name=desc)
+    demo = Demonstrator(task, out, size=args.size, seed=args.seed, answerer=answerer, answerer_name=desc,
+                        note=args.note)
     try:
         server = make_server(demo, args.host, args.port, allow_hosts=args.allow_host or ())
     except OSError as e:
@@ -43,5 +44,7 @@ def add_parser(sub) -> None:
                    help="also accept this Host header name (repeatable)")
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the first question (question k uses seed+k); default: random")
+    p.add_argument("--note", default=None,
+                   help="provenance stored as \"note\" in every record (e.g. who acted as H)")
     p.add_argument("--out", default=None, help="demonstrations file (default data/demonstrations/TASK.jsonl)")
     p.set_defaults(func=cmd_demonstrate)
