@@ -1,0 +1,93 @@
+# Config, helpers and wildcard constraints shared by the rules.
+import hashlib
+import json
+import re
+import shlex
+
+from amplification import paths
+from amplification.config import ConfigError, dump, load_config, save_resolved, task_settings
+
+
+def _load_study_config():
+    """config/config.yaml, or the --configfile files INSTEAD of it, then --config key=value on top;
+    validated against workflow/schemas/config.schema.yaml before any job is scheduled."""
+    files = [str(p) for p in workflow.overwrite_configfiles] or ["config/config.yaml"]
+    overrides = dict(getattr(workflow.config_settings, "config", None) or {})
+    try:
+        return load_config(files, overrides), files
+    except ConfigError as e:
+        raise WorkflowError(f"{e} (config files: {', '.join(files)})") from None
+
+
+CFG, CONFIG_FILES = _load_study_config()
+config.clear()
+config.update(CFG)
+
+RESULTS = CFG["results_dir"]
+DATA = CFG["data_dir"]
+TASKS, METHODS, SEEDS = CFG["tasks"], CFG["methods"], CFG["seeds"]
+LAST = CFG["iterations"] - 1
+LOGS = os.path.join("logs", CFG["name"])
+
+# The jobs read the resolved config (defaults filled in, overrides applied) from a file named by
+# its content: it is never rewritten under a running job, and a dry run with other overrides
+# cannot change what a running study reads.
+_text = dump(CFG)
+RESOLVED = os.path.join(RESULTS, "configs", f"{CFG['name']}-{hashlib.sha1(_text.encode()).hexdigest()[:12]}.yaml")
+save_resolved(CFG, RESOLVED)
+
+# the package's command line, run by this interpreter (AMPLIFICATION_CMD replaces it, e.g. in tests)
+AMP = os.environ.get("AMPLIFICATION_CMD") or f"{shlex.quote(sys.executable)} -m amplification.cli"
+
+wildcard_constraints:
+    task="|".join(map(re.escape, TASKS)),
+    method="|".join(map(re.escape, METHODS)),
+    seed=r"\d+",
+    i=r"\d+",
+
+
+def settings(task):
+    """One task's settings (defaults < per_task) as stable JSON: a rule parameter, so that with
+    the `params` rerun trigger a changed setting reruns exactly that task's jobs."""
+    return json.dumps(task_settings(CFG, task), sort_keys=True)
+
+
+def stage_outputs(stage):
+    """The named outputs of a stage as wildcard patterns (paths.py is the one place of the layout)."""
+    return paths.stage_outputs(stage, RESULTS, "{task}", "{method}", "{seed}", "{i}")
+
+
+def stage_inputs(stage):
+    """Input function: the named inputs of a stage at iteration i (including iteration i-1's files)."""
+
+    def inputs(wildcards):
+        return paths.stage_inputs(
+            stage, RESULTS, wildcards.task, wildcards.method, int(wildcards.seed), int(wildcards.i),
+            replay_iters=task_settings(CFG, wildcards.task)["distill"]["replay_iters"],
+            data_dir=DATA, human=CFG["human"],
+        )
+
+    return inputs
+
+
+def stage_log(stage):
+    return os.path.join(LOGS, "{task}", "{method}", "seed{seed}", "iter{i}", f"{stage}.log")
+
+
+def stage_cmd(stage):
+    """The thin package command of an iteration stage; its stdout and stderr go to the job's log."""
+    return (f"{AMP} stage {stage} --config {shlex.quote(RESOLVED)} --task {{wildcards.task}} "
+            f"--method {{wildcards.method}} --seed {{wildcards.seed}} --iter {{wildcards.i}} > {{log}} 2>&1")
+
+
+def metrics_file(task, method, seed, i):
+    return paths.stage_outputs("evaluate", RESULTS, task, method, seed, i)["metrics"]
+
+
+def all_metrics(wildcards=None):
+    """Every iteration's metrics.json of the study."""
+    return [metrics_file(t, m, s, i) for t in TASKS for m in METHODS for s in SEEDS for i in range(LAST + 1)]
+
+
+def final_metrics(wildcards=None):
+    return [metrics_file(t, m, s, LAST) for t in TASKS for m in METHODS for s in SEEDS]
