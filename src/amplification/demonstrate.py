@@ -164,6 +164,7 @@ class Demonstrator:
             "names": sorted(s.names),
             "words": word_labels(t),
             "answerer": self.answerer_name,
+            "answerer_short": "oracle (as X)" if self.answerer is None else "X",
             "count": count,
             "agreed": agreed,
             "out": self.out,
@@ -506,7 +507,8 @@ function render(s) {
   const body = $('history').querySelector('tbody');
   body.replaceChildren(...s.history.map((h, i) => {
     const tr = document.createElement('tr');
-    for (const [cls, v] of [['n', String(i + 1)], ['sq', h.subquestion], ['sa', h.answer], ['by', h.by]]) {
+    const by = h.by === 'oracle' ? 'look-up oracle (primitive)' : s.answerer_short;
+    for (const [cls, v] of [['n', String(i + 1)], ['sq', h.subquestion], ['sa', h.answer], ['by', by]]) {
       const td = document.createElement('td'); td.className = cls; td.textContent = v; tr.appendChild(td);
     }
     return tr;
