@@ -161,3 +161,23 @@ def test_wildcard_patterns_and_absent_strings():
     assert task.is_primitive(q[None])[0]
     assert parse_question(task, "a*b", b, 0).tolist() == parse_question(task, "a*b").tolist()
     _err(parse_question, task, "a*", b, 0, match="unknown word|wrong form")
+
+
+@settings(max_examples=60, deadline=None)
+@given(which=st.sampled_from(sorted(TASKS)), data=st.data())
+def test_any_typed_words_parse_or_raise_parse_error(which, data):
+    """Whatever a person types from the task's words, parsing in context never fails otherwise."""
+    from amplification.textio import word_labels
+
+    task = make_task(which, **SMALL.get(which, {}))
+    b = task.generate(1, task.start_size, data.draw(st.integers(0, 1000)), n_questions=1)
+    alpha = "".join(chr(ord("a") + i) for i in range(task.nchars))
+    name = st.text(alphabet=alpha, min_size=task.length, max_size=task.length)
+    words = st.lists(st.one_of(st.sampled_from(word_labels(task)), name, st.sampled_from(["?", "x", "**", "a1"])),
+                     min_size=0, max_size=task.question_length + 1)
+    text = " ".join(data.draw(words))
+    for fn, args in [(parse_question, (b, 0)), (parse_answer, (b.answers[0, 0],))]:
+        try:
+            fn(task, text, *args)
+        except ParseError:
+            pass
