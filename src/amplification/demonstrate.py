@@ -332,6 +332,8 @@ class DemoHandler(BaseHTTPRequestHandler):
             return None
         if n < 0 or n > MAX_BODY:
             self.close_connection = True
+            if 0 < n <= 64 * MAX_BODY:  # drain a moderately large body so the client reads the reply
+                self.rfile.read(n)
             self._error(413, f"input too large: {n} bytes, at most {MAX_BODY}")
             return None
         raw = self.rfile.read(n)
