@@ -42,7 +42,8 @@ class Transcripts:
     def tokens(self) -> np.ndarray:
         """Flat transcripts [N, ql + R*(ql+al) + al], the layout H' is trained on."""
         N = len(self)
-        rounds = np.concatenate([self.subquestions, self.subanswers], axis=-1).reshape(N, -1)
+        rounds = np.concatenate([self.subquestions, self.subanswers], axis=-1).reshape(N, -1) if N else \
+            np.zeros((0, self.subquestions.shape[1] * (self.subquestions.shape[2] + self.subanswers.shape[2])), np.int64)
         return np.concatenate([self.questions, rounds, self.answers], axis=-1)
 
     @classmethod

@@ -91,5 +91,10 @@ def stage_inputs(stage: str, results: str, task: str, method: str, seed: int, i:
 
 
 def stage_outputs(stage, results, task, method, seed, i) -> dict:
+    """Named outputs: the file's stem ('hprime.pt' -> 'hprime'), or stem_ext when two share a stem."""
     d = iter_dir(results, task, method, seed, i)
-    return {os.path.splitext(f)[0]: os.path.join(d, f) for f in OUTPUTS[stage]}
+    out: dict = {}
+    for f in OUTPUTS[stage]:
+        stem, ext = os.path.splitext(f)
+        out[stem if stem not in out else f"{stem}_{ext[1:]}"] = os.path.join(d, f)
+    return out

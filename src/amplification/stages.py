@@ -261,7 +261,7 @@ def run_train_hprime(cfg, task_name, method, seed, i) -> dict:
             m = trainer.train(tr.tokens(), trainer.cfg.steps, bar)
         rec.update(loss=m["loss"], token_accuracy=m["token_accuracy"], steps=m["steps"], transcripts=len(tr))
     save_checkpoint(trainer.state_dict(), out["hprime"])
-    write_json(out["hprime"].replace(".pt", ".json"), rec)
+    write_json(out["hprime_json"], rec)
     return rec
 
 

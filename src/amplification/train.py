@@ -92,7 +92,7 @@ class Distiller:
         self.opt.step()
         self.step += 1
         self.teacher.update(self.model, self.step)
-        return float(loss)
+        return loss.item()
 
     def train(self, data: ContextData, steps: int, progress=None) -> dict:
         """`steps` optimiser steps on minibatches drawn uniformly with replacement from data."""
@@ -159,8 +159,8 @@ class HPrimeTrainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             self.opt.step()
             self.step += 1
-            losses.append(float(loss))
-            accs.append(float(acc))
+            losses.append(loss.item())
+            accs.append(acc.item())
             if progress is not None:
                 progress.update(1)
                 progress.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)

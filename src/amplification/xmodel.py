@@ -187,13 +187,11 @@ def load_checkpoint_answerer(path: str, task=None, device: str = "cpu"):
     from .checkpoint import load_x
 
     model = load_x(path, device=device, teacher=True)
-    cache: dict = {}
+    cache: dict = {}  # the last batch itself (not its id, which Python may reuse) and its encoding
 
     def answer(batch, ctx, questions):
-        key = id(batch)
-        if key not in cache:
-            cache.clear()
-            cache[key] = XAnswerer(model, batch.facts, batch.fact_mask, device)
-        return cache[key](ctx, questions)
+        if cache.get("batch") is not batch:
+            cache.update(batch=batch, answerer=XAnswerer(model, batch.facts, batch.fact_mask, device))
+        return cache["answerer"](ctx, questions)
 
     return answer
