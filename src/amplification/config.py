@@ -78,6 +78,21 @@ def parse_override(item: str) -> dict:
     return out
 
 
+def retype(value):
+    """Re-read the string leaves of a parsed override as YAML: Snakemake's `--config k=v` parses
+    nested values (`seeds=[0,1]`, `defaults={distill: {lr: 1e-4}}`) into strings only."""
+    if isinstance(value, dict):
+        return {k: retype(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [retype(v) for v in value]
+    if isinstance(value, str):
+        try:
+            return yaml.load(value, Loader=_Loader) if value.strip() else value
+        except yaml.YAMLError:
+            return value
+    return value
+
+
 def _overrides_dict(overrides) -> dict:
     if not overrides:
         return {}

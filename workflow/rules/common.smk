@@ -5,14 +5,14 @@ import re
 import shlex
 
 from amplification import paths
-from amplification.config import ConfigError, dump, load_config, save_resolved, task_settings
+from amplification.config import ConfigError, dump, load_config, retype, save_resolved, task_settings
 
 
 def _load_study_config():
     """config/config.yaml, or the --configfile files INSTEAD of it, then --config key=value on top;
     validated against workflow/schemas/config.schema.yaml before any job is scheduled."""
     files = [str(p) for p in workflow.overwrite_configfiles] or ["config/config.yaml"]
-    overrides = dict(getattr(workflow.config_settings, "config", None) or {})
+    overrides = retype(dict(getattr(workflow.config_settings, "config", None) or {}))
     try:
         return load_config(files, overrides), files
     except ConfigError as e:
