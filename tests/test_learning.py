@@ -1,0 +1,202 @@
+"""The learning core: X's invariances, the teacher average, H' imitation, Amplify^{H'} wiring,
+exact checkpoint resumption."""
+import numpy as np
+import pytest
+import torch
+
+from amplification.amplify import amplify_hprime
+from amplification.hparams import DistillConfig, HPrimeConfig, HPrimeTrainConfig, XConfig
+from amplification.human import amplify_h_batch
+from amplification.hprime import SUB_Q, MAIN_A, layout
+from amplification.tasks import make_task
+from amplification.train import ContextData, Distiller, HPrimeTrainer, load_checkpoint, save_checkpoint
+from amplification.xmodel import Teacher, XAnswerer, XModel
+
+torch.set_num_threads(1)
+SMALL_X = XConfig(width=32, heads=2, embed=8, enc_layers=2, dec_layers=2, ffn=2)
+
+
+def tiny_task():
+    return make_task("permutation", nchars=4, length=1, log_iters=3)
+
+
+@pytest.mark.parametrize("name", ["permutation", "assignments", "shortest_path"])
+def test_padding_facts_change_nothing(name):
+    task = make_task(name, nchars=4, length=1) if name != "permutation" else tiny_task()
+    torch.manual_seed(0)
+    x = XModel.for_task(task, SMALL_X).eval()
+    b = task.generate(3, task.max_size, 0)
+    f, m, q = (torch.as_tensor(a) for a in (b.facts, b.fact_mask, b.questions))
+    prefix = torch.as_tensor(b.answers)
+    base = x(f.long(), m, q.long(), prefix.long())
+    pad = 5
+    f2 = torch.cat([f, torch.zeros(f.shape[0], pad, f.shape[2], dtype=f.dtype)], 1)
+    m2 = torch.cat([m, torch.zeros(m.shape[0], pad, dtype=torch.bool)], 1)
+    padded = x(f2.long(), m2, q.long(), prefix.long())
+    assert torch.allclose(base, padded, atol=1e-5)
+
+
+def test_cached_fact_encoding_gives_the_same_answers():
+    task = tiny_task()
+    torch.manual_seed(1)
+    x = XModel.for_task(task, SMALL_X).eval()
+    b = task.generate(6, 4, 2, n_questions=5)
+    cached = XAnswerer(x, b.facts, b.fact_mask)
+    ctx = np.repeat(np.arange(6), 5)
+    got = cached(ctx, b.questions.reshape(30, -1))
+    for i in range(6):  # recompute the encoding for every context from scratch
+        f, m = torch.as_tensor(b.facts[i:i + 1]).long(), torch.as_tensor(b.fact_mask[i:i + 1])
+        q = torch.as_tensor(b.questions[i:i + 1]).long()
+        logp = x(f, m, q, torch.as_tensor(got[i * 5:(i + 1) * 5][None]).long())
+        again = x.generate(x.encode(f, m), f, m, q)[0].numpy()
+        assert np.array_equal(again, got[i * 5:(i + 1) * 5])
+        assert torch.isfinite(logp).all()
+
+
+def test_teacher_average_is_exact():
+    lin = torch.nn.Linear(1, 1, bias=False)
+    horizon = 4
+    with torch.no_grad():
+        lin.weight.fill_(1.0)
+    teacher = Teacher(lin, horizon)
+    seq = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    expected = 0.0
+    for t, w in enumerate(seq, start=1):
+        with torch.no_grad():
+            lin.weight.fill_(w)
+        teacher.update(lin, t)
+        if t <= horizon:
+            expected = float(np.mean(seq[:t]))  # uniform average of all students so far
+        else:
+            expected = expected + (w - expected) / horizon  # then exponential, decay 1 - 1/horizon
+        assert teacher.model.weight.item() == pytest.approx(expected, abs=1e-7)
+
+
+def test_hprime_imitates_h_on_a_tiny_task():
+    task = tiny_task()
+    train = amplify_h_batch(task, task.generate(600, 4, 0, n_questions=1))
+    fresh = amplify_h_batch(task, task.generate(300, 4, 1, n_questions=1))
+    tr = HPrimeTrainer(task, HPrimeConfig(width=32, heads=2, layers=2, ffn=2), HPrimeTrainConfig(lr=3e-3, batch=64), 0)
+    tr.train(train.tokens(), 400)
+    ev = tr.evaluate(fresh.tokens())
+    assert ev["token_accuracy"] >= 0.99, ev
+
+
+def test_kv_cache_decoding_equals_full_forward():
+    task = tiny_task()
+    torch.manual_seed(3)
+    tr = HPrimeTrainer(task, HPrimeConfig(width=32, heads=2, layers=2, ffn=2), HPrimeTrainConfig(), 0)
+    hp = tr.model.eval()
+    seqs = tr.sequences(amplify_h_batch(task, task.generate(8, 4, 0, n_questions=1)).tokens())
+    cache = hp.start(len(seqs))
+    k = 1 + task.question_length
+    with torch.no_grad():
+        logp = hp.step(cache, seqs[:, :k])
+        for t in range(k, seqs.shape[1]):
+            assert torch.allclose(logp, hp.predict_nocache(seqs[:, :t]), atol=1e-4)
+            logp = hp.step(cache, seqs[:, t:t + 1])
+
+
+class ScriptedHPrime:
+    """A perfect H': predicts the scripted H's next token from the transcript so far."""
+
+    def __init__(self, task):
+        self.task = task
+        self.kinds = layout(task.question_length, task.answer_length, task.rounds)
+
+    def eval(self):
+        return self
+
+    def start(self, n, device="cpu"):
+        return {"seq": torch.zeros(n, 0, dtype=torch.long)}
+
+    def step(self, cache, tokens):
+        cache["seq"] = torch.cat([cache["seq"], tokens], 1)
+        seq = cache["seq"].numpy()
+        p = seq.shape[1]  # position of the token to predict
+        t = self.task
+        ql, al = t.question_length, t.answer_length
+        out = torch.full((len(seq), t.nvocab), -1e9)
+        for i, s in enumerate(seq):
+            q = s[1:1 + ql]
+            gen, asked, ans, r = t.human(q), [], None, 0
+            try:
+                sub = next(gen)
+                while True:
+                    asked.append(sub)
+                    start = 1 + ql + r * (ql + al) + ql
+                    if start + al > p:
+                        break
+                    sub = gen.send(s[start:start + al])
+                    r += 1
+            except StopIteration as stop:
+                ans = stop.value
+            if self.kinds[p] == SUB_Q:
+                rr, j = divmod(p - 1 - ql, ql + al)
+                tok = asked[rr][j] if rr < len(asked) else 0  # rounds H does not need are blank
+            elif self.kinds[p] == MAIN_A:
+                tok = ans[p - (len(self.kinds) - al)]
+            else:
+                tok = 0
+            out[i, int(tok)] = 0.0
+        return out
+
+
+class OracleX:
+    """X replaced by the look-up oracle (answers every question truthfully)."""
+
+    def __init__(self, task, batch):
+        self.task, self.batch = task, batch
+
+    def eval(self):
+        return self
+
+    def encode(self, f, m):
+        return None
+
+    def generate(self, mem, f, m, q):
+        B, Q, ql = q.shape
+        ctx = np.repeat(np.arange(B), Q)
+        return torch.as_tensor(self.task.answer(self.batch.db, ctx, q.numpy().reshape(-1, ql))).view(B, Q, -1)
+
+
+@pytest.mark.parametrize("name", ["permutation", "union_find"])
+def test_amplify_hprime_with_perfect_hprime_and_oracle_x_is_ground_truth(name):
+    task = tiny_task() if name == "permutation" else make_task(name, nchars=4, length=1)
+    b = task.generate(4, task.max_size, 5, n_questions=6)
+    tr = amplify_hprime(task, ScriptedHPrime(task), OracleX(task, b), b.facts, b.fact_mask, b.questions,
+                        b.db, np.random.default_rng(0))
+    assert np.array_equal(tr.answers, b.answers.reshape(24, -1))
+    assert (tr.asked > 0).all()
+
+
+def test_checkpoint_resume_is_bit_identical(tmp_path):
+    task = tiny_task()
+    b = task.generate(64, 4, 0)
+    data = ContextData(b.facts, b.fact_mask, b.questions, b.answers, np.ones(b.questions.shape[:2], bool))
+    cfg = DistillConfig(batch_contexts=8, ema_horizon=3, lr=3e-3)
+    a = Distiller(task, SMALL_X, cfg, seed=7)
+    a.train(data, 5)
+    save_checkpoint(a.state_dict(), str(tmp_path / "mid.pt"))
+    a.train(data, 6)
+    b2 = Distiller(task, SMALL_X, cfg, seed=99)  # a different seed: everything must come from the file
+    b2.load_state_dict(load_checkpoint(str(tmp_path / "mid.pt")))
+    b2.train(data, 6)
+    for (k, p), q in zip(a.model.state_dict().items(), b2.model.state_dict().values()):
+        assert torch.equal(p, q), k
+    for p, q in zip(a.teacher.model.state_dict().values(), b2.teacher.model.state_dict().values()):
+        assert torch.equal(p, q)
+    assert a.step == b2.step == 11
+
+
+def test_distillation_learns_a_tiny_task():
+    """Supervised distillation on tiny permutations gets well above chance quickly."""
+    task = tiny_task()
+    b = task.generate(256, 4, 0)
+    data = ContextData(b.facts, b.fact_mask, b.questions, b.answers, np.ones(b.questions.shape[:2], bool))
+    d = Distiller(task, SMALL_X, DistillConfig(batch_contexts=16, lr=3e-3, ema_horizon=20), seed=0)
+    d.train(data, 300)
+    test = task.generate(64, 4, 1)
+    got = XAnswerer(d.teacher.model, test.facts, test.fact_mask)(np.repeat(np.arange(64), 4), test.questions.reshape(256, -1))
+    acc = (got == test.answers.reshape(256, -1)).all(-1).mean()
+    assert acc > 0.6, acc  # chance is 1/4
