@@ -1,0 +1,171 @@
+"""Learning-core benchmark: costs measured side by side in one run (CPU or GPU).
+
+Prints:
+  1. amplification target generation (Amplify^{H'}(X), questions/s) against a supervised distil
+     step on the same batch, and the cost of one distilled step in each method under a pipeline
+     config (targets are generated once per iteration and replayed for `steps` steps);
+  2. X answering with the cached fact encoding against recomputing it per question (speed-up);
+  3. H' transcript decoding with and without the key/value cache (speed-up).
+
+    python bench/bench_learning.py                       # reduced permutation, CPU, 2 threads
+    python bench/bench_learning.py --paper --device cuda --steps 300   # the GPU check (issue 3)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from amplification.amplify import amplify_hprime  # noqa: E402
+from amplification.hparams import DistillConfig, HPrimeConfig, HPrimeTrainConfig, XConfig  # noqa: E402
+from amplification.human import amplify_h_batch  # noqa: E402
+from amplification.tasks import make_task  # noqa: E402
+from amplification.train import ContextData, Distiller, HPrimeTrainer  # noqa: E402
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timeit(fn, device, repeats=3):
+    fn()  # warm-up
+    sync(device)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", default="permutation")
+    ap.add_argument("--paper", action="store_true", help="paper scale: 64 names, X 512 wide 6+3 layers, H' 128x4")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--contexts", type=int, default=None, help="contexts per batch (default 32, paper 50)")
+    ap.add_argument("--steps", type=int, default=20, help="distil steps timed (GPU check: a few hundred)")
+    ap.add_argument("--iter-contexts", type=int, default=512, help="contexts per iteration (pipeline ratio)")
+    ap.add_argument("--iter-steps", type=int, default=200, help="distil steps per iteration (pipeline ratio)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    dev = args.device
+    if args.paper:
+        task = make_task(args.task)
+        xcfg = XConfig(width=512, heads=8, embed=100, enc_layers=6, dec_layers=3, ffn=4)
+        hcfg = HPrimeConfig(width=128, heads=4, layers=4)
+        B = args.contexts or 50
+        size = task.max_size
+    else:
+        task = make_task(args.task, **({"nchars": 8, "length": 1, "log_iters": 4} if args.task == "permutation" else {"nchars": 8, "length": 1}))
+        xcfg, hcfg = XConfig(enc_layers=3, dec_layers=3), HPrimeConfig()
+        B = args.contexts or 32
+        size = task.max_size
+    print(f"task {task.name} {task.params} size {size}, {B} contexts/batch, device {dev}, threads {args.threads}")
+    d = Distiller(task, xcfg, DistillConfig(batch_contexts=B), 0, dev)
+    hp = HPrimeTrainer(task, hcfg, HPrimeTrainConfig(), 0, dev)
+    print(f"X parameters: {sum(p.numel() for p in d.model.parameters()) / 1e6:.2f} M, "
+          f"H' parameters: {sum(p.numel() for p in hp.model.parameters()) / 1e6:.2f} M")
+    b = task.generate(B, size, 0)
+    Q = b.questions.shape[1]
+    nq = B * Q
+    data = ContextData(b.facts, b.fact_mask, b.questions, b.answers, np.ones((B, Q), bool))
+    idx = np.arange(B)
+    from amplification.train import _trim
+
+    mb = _trim(data, idx)
+    if dev == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev == "cuda" else torch.autocast("cpu", enabled=False)
+
+    def distil_steps(n):
+        with autocast:
+            for _ in range(n):
+                d.train_step(*mb)
+
+    def supervised_targets():
+        task.generate(B, size, 1)  # the ground truth comes with the batch
+
+    rng = np.random.default_rng(0)
+
+    def amplify():
+        with autocast:
+            amplify_hprime(task, hp.model, d.teacher.model, b.facts, b.fact_mask, b.questions, b.db, rng, dev)
+
+    t_step = timeit(lambda: distil_steps(1), dev)
+    t_amp = timeit(amplify, dev)
+    t_sup = timeit(supervised_targets, dev)
+    t_many = timeit(lambda: distil_steps(args.steps), dev, repeats=1)
+    print("\n1. targets against distillation (same batch)")
+    print(f"   distil step: {t_step * 1e3:8.1f} ms  ({nq / t_step:9.0f} questions/s)   "
+          f"{args.steps} steps: {args.steps / t_many:.2f} steps/s")
+    print(f"   Amplify^H'(X) targets: {t_amp * 1e3:8.1f} ms  ({nq / t_amp:9.0f} questions/s)")
+    print(f"   supervised targets (generation with ground truth): {t_sup * 1e3:.1f} ms")
+    print(f"   targets/step cost ratio on one batch: amplification {(t_step + t_amp) / (t_step + t_sup):.2f}x supervised")
+    # one pipeline iteration: targets for iter_contexts contexts, then iter_steps distil steps;
+    # amplification also trains H' (its steps are small) and collects a few H transcripts
+    per_ctx_amp = t_amp / B
+    trs = amplify_h_batch(task, task.generate(256, size, 2, n_questions=1))
+    t_hp = timeit(lambda: hp.train(trs.tokens(), 1), dev)
+    sup_iter = args.iter_steps * t_step + args.iter_contexts * t_sup / B
+    amp_iter = args.iter_steps * t_step + args.iter_contexts * per_ctx_amp + 150 * t_hp
+    print(f"   per pipeline iteration ({args.iter_contexts} contexts, {args.iter_steps} X steps, 150 H' steps): "
+          f"supervised {sup_iter:.2f} s, amplification {amp_iter:.2f} s -> {amp_iter / sup_iter:.2f}x per distilled step")
+
+    print("\n2. cached against recomputed fact encodings (X answering every question of a batch)")
+    x = d.teacher.model
+    f = torch.as_tensor(b.facts, device=dev).long()
+    m = torch.as_tensor(b.fact_mask, device=dev).bool()
+    q = torch.as_tensor(b.questions, device=dev).long()
+
+    @torch.no_grad()
+    def cached():
+        with autocast:
+            x.generate(x.encode(f, m), f, m, q)
+
+    @torch.no_grad()
+    def recomputed():  # every question re-encodes its context's facts
+        with autocast:
+            ff = f.repeat_interleave(Q, 0)
+            mm = m.repeat_interleave(Q, 0)
+            x.generate(x.encode(ff, mm), ff, mm, q.reshape(B * Q, 1, -1))
+
+    tc, tr_ = timeit(cached, dev), timeit(recomputed, dev, repeats=1)
+    print(f"   cached {tc * 1e3:.1f} ms, recomputed {tr_ * 1e3:.1f} ms -> {tr_ / tc:.1f}x speed-up")
+
+    print("\n3. H' decoding of whole transcripts, with and without the key/value cache")
+    seqs = hp.sequences(amplify_h_batch(task, task.generate(B, size, 3, n_questions=Q)).tokens()[:nq])
+    model = hp.model.eval()
+    k = 1 + task.question_length
+
+    @torch.no_grad()
+    def with_cache():
+        with autocast:
+            c = model.start(len(seqs), dev)
+            model.step(c, seqs[:, :k])
+            for t in range(k, seqs.shape[1]):
+                model.step(c, seqs[:, t:t + 1])
+
+    @torch.no_grad()
+    def without_cache():
+        with autocast:
+            for t in range(k, seqs.shape[1] + 1):
+                model.predict_nocache(seqs[:, :t])
+
+    tw, tn = timeit(with_cache, dev, repeats=1), timeit(without_cache, dev, repeats=1)
+    print(f"   {len(seqs)} transcripts of {seqs.shape[1]} tokens: cache {tw * 1e3:.1f} ms, "
+          f"no cache {tn * 1e3:.1f} ms -> {tn / tw:.1f}x speed-up")
+    if dev == "cuda":
+        print(f"\npeak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()
