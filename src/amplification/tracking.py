@@ -15,6 +15,7 @@ iteration. The metrics.json files are the source of truth; MLflow is a view of t
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -189,6 +190,25 @@ class Tracker:
         self.client.set_terminated(parent, "FINISHED", end_time=max(timestamp_ms, int(time.time() * 1000)))
 
 
+@contextlib.contextmanager
+def store_lock(uri: str):
+    """Serialise the jobs that write one SQLite store: two of them creating a fresh database at
+    once race in MLflow's schema migration. (A server does its own locking: no-op there.)"""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    path = uri[len("sqlite:///"):].split("?")[0] + ".lock"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _timestamp(cfg: dict, record: dict) -> int | None:
     try:
         p = metrics_path(cfg, record["task"], record["method"], int(record["seed"]), int(record["iteration"]))
@@ -205,14 +225,14 @@ def log_iteration(cfg: dict, record: dict, retries: int = 1) -> bool:
     last = None
     for attempt in range(retries + 1):
         try:
-            Tracker(cfg).log(record, _timestamp(cfg, record))
+            with store_lock(tracking_uri(cfg)):
+                Tracker(cfg).log(record, _timestamp(cfg, record))
             return True
         except Exception as e:  # noqa: BLE001 - tracking must never stop the study
             last = e
             if attempt < retries:
                 time.sleep(1.0 + attempt)
-    msg = str(last).strip().splitlines()[0] if str(last).strip() else ""
-    warn(f"MLflow tracking failed ({type(last).__name__}: {msg[:300]}); the metrics are safe in "
+    warn(f"MLflow tracking failed ({type(last).__name__}: {_first_line(last)}); the metrics are safe in "
          f"metrics.json; re-log them later with `amplification study sync-mlflow --config <config>`")
     return False
 
@@ -233,18 +253,24 @@ def iter_records(cfg: dict):
 def sync(cfg: dict) -> tuple[int, int]:
     """Re-log every metrics.json of the study into MLflow (idempotent). Returns (logged, failed);
     failures are warnings."""
-    try:
-        tracker = Tracker(cfg)
-    except Exception as e:  # noqa: BLE001
-        warn(f"MLflow unreachable at {tracking_uri(cfg)} ({type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''})")
-        n = sum(1 for _ in iter_records(cfg))
-        return 0, n
-    ok = failed = 0
-    for p, rec in iter_records(cfg):
+    uri = tracking_uri(cfg)
+    with store_lock(uri):
         try:
-            tracker.log(rec, int(os.stat(p).st_mtime * 1000))
-            ok += 1
+            tracker = Tracker(cfg)
         except Exception as e:  # noqa: BLE001
-            failed += 1
-            warn(f"MLflow: could not log {p} ({type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''})")
+            warn(f"MLflow unreachable at {uri} ({type(e).__name__}: {_first_line(e)})")
+            return 0, sum(1 for _ in iter_records(cfg))
+        ok = failed = 0
+        for p, rec in iter_records(cfg):
+            try:
+                tracker.log(rec, int(os.stat(p).st_mtime * 1000))
+                ok += 1
+            except Exception as e:  # noqa: BLE001
+                failed += 1
+                warn(f"MLflow: could not log {p} ({type(e).__name__}: {_first_line(e)})")
     return ok, failed
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else ""
