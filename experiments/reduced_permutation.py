@@ -27,7 +27,8 @@ def config(results: str, threads: int, args) -> dict:
         "defaults": {
             "params": {"nchars": 8, "length": 1, "log_iters": 4},
             "sample": {"contexts": args.contexts},
-            "distill": {"steps": args.steps, "lr": args.lr, "batch_contexts": 32, "replay_iters": 2, "ema_horizon": 50},
+            "distill": {"steps": args.steps, "lr": args.lr, "batch_contexts": 32, "replay_iters": 2, "ema_horizon": 50,
+                        "warmup": args.warmup},
             "hprime_train": {"steps": args.hp_steps},
             "budget": {"initial": 200},
             "x": {"enc_layers": args.enc_layers, "dec_layers": args.dec_layers, "width": args.width},
@@ -44,10 +45,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200, help="X steps per iteration")
     ap.add_argument("--hp-steps", type=int, default=150, help="H' steps per iteration")
     ap.add_argument("--contexts", type=int, default=512, help="contexts per iteration")
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--warmup", type=int, default=200, help="X learning-rate warm-up steps")
     ap.add_argument("--enc-layers", type=int, default=3)
     ap.add_argument("--dec-layers", type=int, default=3)
-    ap.add_argument("--width", type=int, default=64)
+    ap.add_argument("--width", type=int, default=96)
     ap.add_argument("--start-size", type=int, default=8, help="first curriculum size (8 = no curriculum)")
     ap.add_argument("--methods", default="amplification,supervised")
     ap.add_argument("--seed", type=int, default=0)

@@ -45,6 +45,7 @@ class DistillConfig:
     grad_clip: float = 1.0  # global gradient-norm clip, as the paper
     replay_iters: int = 2  # targets of this many latest iterations form the replay window
     ema_horizon: int = 100  # teacher: uniform average for this many steps, then EMA (paper: 1000)
+    warmup: int = 0  # steps of linear learning-rate warm-up at the start of the run (post-norm layers)
 
 
 @dataclass
@@ -53,6 +54,7 @@ class HPrimeTrainConfig:
     batch: int = 64  # transcripts per step (paper: 50)
     lr: float = 1e-3  # Adam learning rate (paper: 1e-5)
     grad_clip: float = 1.0
+    converged_steps: int = 20  # steps per iteration once H' loss on fresh transcripts < the last threshold
 
 
 @dataclass

@@ -62,6 +62,7 @@ def stage_inputs(stage: str, results: str, task: str, method: str, seed: int, i:
             ins["demonstrations"] = demonstrations_path(data_dir, task)
     elif stage == "train_hprime":
         ins["transcripts"] = [it(j, "decompose") for j in range(i + 1)]
+        ins["decompose"] = it(i, "decompose", "decompose.json")  # H' loss on fresh transcripts
         if prev >= 0:
             ins["hprime"] = it(prev, "train_hprime")
     elif stage == "amplify":

@@ -257,9 +257,14 @@ def run_train_hprime(cfg, task_name, method, seed, i) -> dict:
             trainer.load_state_dict(load_checkpoint(ins["hprime"], c.device))
         if len(tr) == 0:
             raise ValueError(f"{task_name}: no H transcripts to train H' on (budget 0 and no demonstrations)")
-        with progress(trainer.cfg.steps, f"train H' {task_name} iter{c.i}") as bar:
-            m = trainer.train(tr.tokens(), trainer.cfg.steps, bar)
-        rec.update(loss=m["loss"], token_accuracy=m["token_accuracy"], steps=m["steps"], transcripts=len(tr))
+        # once H' imitates H on transcripts it has not seen, training it at full speed is waste
+        fresh = read_json(ins["decompose"]).get("hprime_fresh_loss")
+        converged = fresh is not None and fresh < c.sec["budget"].thresholds[-1]
+        steps = trainer.cfg.converged_steps if converged else trainer.cfg.steps
+        with progress(max(steps, 1), f"train H' {task_name} iter{c.i}") as bar:
+            m = trainer.train(tr.tokens(), steps, bar)
+        rec.update(loss=m["loss"], token_accuracy=m["token_accuracy"], steps=m["steps"], transcripts=len(tr),
+                   converged=converged)
     save_checkpoint(trainer.state_dict(), out["hprime"])
     write_json(out["hprime_json"], rec)
     return rec

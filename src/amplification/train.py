@@ -89,6 +89,9 @@ class Distiller:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        if self.cfg.warmup:  # by the global step, so a resumed run continues the same schedule
+            for g in self.opt.param_groups:
+                g["lr"] = self.cfg.lr * min(1.0, (self.step + 1) / self.cfg.warmup)
         self.opt.step()
         self.step += 1
         self.teacher.update(self.model, self.step)
@@ -148,6 +151,8 @@ class HPrimeTrainer:
         return {"loss": float(loss), "token_accuracy": float(acc)}
 
     def train(self, tokens: np.ndarray, steps: int, progress=None) -> dict:
+        if steps == 0:  # nothing to train: report where H' stands on these transcripts
+            return {**self.evaluate(tokens), "steps": self.step}
         seqs = self.sequences(tokens)
         losses, accs = [], []
         for _ in range(steps):
