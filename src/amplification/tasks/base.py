@@ -154,6 +154,10 @@ class Task:
     def is_char(self, t) -> bool:
         return self._char_base <= int(t) < self._char_base + self.nchars
 
+    def in_name(self, t) -> bool:
+        """Whether token t is written as part of a name word by `decode` (a character here)."""
+        return self.is_char(t)
+
     # ---- records ----------------------------------------------------------------------------
     def record(self, parts: Iterable, length: int) -> np.ndarray:
         """Concatenate token pieces into one record right-padded with 0 to `length`."""
@@ -183,12 +187,13 @@ class Task:
         run = 0  # characters in the name being merged; a name has `length` of them
         for t in toks:
             label = self.vocab.labels[t] if 0 <= t < self.nvocab else f"<{t}>"
-            if self.is_char(t) and 0 < run < self.length:
+            in_name = self.in_name(t)
+            if in_name and 0 < run < self.length:
                 words[-1] += label
                 run += 1
             else:
                 words.append(label)
-                run = 1 if self.is_char(t) else 0
+                run = 1 if in_name else 0
         return " ".join(words)
 
     # ---- generation --------------------------------------------------------------------------

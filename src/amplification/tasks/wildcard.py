@@ -70,27 +70,10 @@ class WildcardSearch(Task):
     def encode_number(self, v) -> np.ndarray:
         return self.num0 + np.clip(v, -self.clip, self.clip)
 
-    def decode(self, tokens) -> str:
-        """As Task.decode, but a pattern reads as one word: '*' merges like a letter ('a*b')."""
-        toks = [int(t) for t in np.asarray(tokens).reshape(-1)]
-        while toks and toks[-1] == UNKNOWN:
-            toks.pop()
-        if not toks:
-            return "?"
-        words: list[str] = []
-        run = 0
-        for t in toks:
-            label = self.vocab.labels[t] if 0 <= t < self.nvocab else f"<{t}>"
-            in_word = self.is_char(t) or t == self.star
-            if in_word and 0 < run < self.length:
-                words[-1] += label
-                run += 1
-            else:
-                words.append(label)
-                run = 1 if in_word else 0
-        return " ".join(words)
+    def in_name(self, t) -> bool:
+        """A pattern reads as one word: '*' merges like a letter ('a*b')."""
+        return self.is_char(t) or int(t) == self.star
 
-    # ---- generation -------------------------------------------------------------------------
     def _contexts(self, n, size, rng):
         M, n1, L = self.n_names, self.nchars + 1, self.length
         elems = np.argsort(rng.random((n, M)), axis=1)[:, :size]  # distinct, random order
