@@ -84,6 +84,18 @@ def mtimes(wd, *dirs) -> dict:
     return out
 
 
+def test_readme_quick_start_and_ci_agree():
+    """README's two commands, and .ci/run runs the test one (it reads it from the README)."""
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    install = "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[pipeline,test]'"
+    assert f"\n{install} && snakemake --cores all\n" in readme
+    assert f"\n{install} && python -m pytest\n" in readme
+    ci = open(os.path.join(ROOT, ".ci", "run")).read()
+    pattern = re.search(r'grep -m1 -E "(.+?)" README.md', ci).group(1).replace("\\.", ".")
+    lines = [line for line in readme.splitlines() if re.match(pattern.replace(".venv", r"\.venv"), line)]
+    assert lines == [f"{install} && python -m pytest"]
+
+
 # ---- the DAG, without running anything ------------------------------------------------------------
 def test_dry_run_default_config(wd):
     r = sm(wd, "-n", "--quiet", "rules")
