@@ -49,7 +49,7 @@ def render_example(task, size: int | None, seed: int) -> str:
     """One rendered example: facts, question, H's subquestions with oracle answers, answer."""
     from ..human import amplify_h_batch
 
-    b = task.generate(1, size or task.max_size, seed, n_questions=1)
+    b = task.generate(1, task.max_size if size is None else size, seed, n_questions=1)
     tr = amplify_h_batch(task, b, rng=seed)
     lines = [f"{task.title} {task.params} size={b.size} seed={seed}", "facts:"]
     for f, m in zip(b.facts[0], b.fact_mask[0]):
@@ -75,7 +75,7 @@ def export_records(task, n: int, seed: int, size: int | None):
     """Yield one JSON-able dict per question (see README, "Export format")."""
     from ..human import amplify_h_batch
 
-    size = size or task.max_size
+    size = task.max_size if size is None else size
     b = task.generate(n, size, seed, n_questions=1)
     tr = amplify_h_batch(task, b, rng=seed)
     prim = task.is_primitive(tr.subquestions.reshape(-1, task.question_length)).reshape(n, task.rounds)
