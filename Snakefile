@@ -25,7 +25,6 @@ if os.path.isdir(_SRC):
     os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p))
 # idle OpenMP threads sleep instead of spinning: two jobs on two cores otherwise slow down 5x
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 include: "workflow/rules/common.smk"

@@ -97,22 +97,32 @@ def test_readme_quick_start_and_ci_agree():
 
 
 # ---- the DAG, without running anything ------------------------------------------------------------
+def expected_counts(cfg) -> dict:
+    runs = len(cfg["tasks"]) * len(cfg["methods"]) * len(cfg["seeds"])
+    amp = len(cfg["tasks"]) * len(cfg["seeds"]) * ("amplification" in cfg["methods"])
+    n = cfg["iterations"]
+    return {"testset": len(cfg["tasks"]), "sample": runs * n, "decompose": amp * n, "train_hprime": amp * n,
+            "amplify": runs * n, "distill": runs * n, "evaluate": runs * n, "summary": 1, "figures": 1, "all": 1}
+
+
 def test_dry_run_default_config(wd):
+    from amplification.config import load_config
+
     r = sm(wd, "-n", "--quiet", "rules")
     assert "Using workflow specific profile profiles/default" in r.stderr  # the default profile applies
-    runs, iters = 5 * 2, 8
-    assert job_counts(r) == {"testset": 5, "sample": runs * iters, "decompose": 5 * iters, "train_hprime": 5 * iters,
-                             "amplify": runs * iters, "distill": runs * iters, "evaluate": runs * iters,
-                             "summary": 1, "figures": 1, "all": 1}
+    cfg = load_config(os.path.join(wd, "config", "config.yaml"))
+    assert len(cfg["tasks"]) == 5 and cfg["methods"] == ["amplification", "supervised"]
+    assert job_counts(r) == expected_counts(cfg)
 
 
 def test_dry_run_paper_config(wd):
     # the full paper config (100 iterations x 3 seeds, 15,008 jobs) takes about a minute to plan;
     # the same config with fewer iterations checks the same rules
+    from amplification.config import load_config
+
     r = sm(wd, "-n", "--quiet", "rules", "--configfile", "config/paper.yaml", "--config", "iterations=3")
-    runs = 5 * 2 * 3
-    c = job_counts(r)
-    assert c["distill"] == runs * 3 and c["decompose"] == 5 * 3 * 3 and c["testset"] == 5
+    cfg = load_config(os.path.join(wd, "config", "paper.yaml"), ["iterations=3"])
+    assert len(cfg["seeds"]) == 3 and job_counts(r) == expected_counts(cfg)
     r = sm(wd, "-n", "-p", "--configfile", "config/paper.yaml", "--config", "iterations=2", "seeds=[0]",
            "tasks=[wildcard]", "methods=[amplification]")
     text = r.stdout + r.stderr

@@ -176,18 +176,12 @@ class Tracker:
         parent = self.parent_run(record)
         child = self.iteration_run(record, parent, params)
         points = [Metric(k, v, timestamp_ms, it) for k, v in sorted(metrics.items())]
-        # MLflow takes at most 1000 metrics per batch
-        for start in range(0, max(1, len(points)), 1000):
-            chunk = points[start:start + 1000]
-            if start == 0:
-                self.client.log_batch(child, metrics=chunk, params=[Param(k, v) for k, v in params.items()],
-                                      tags=[RunTag("git_commit", self.commit)])
-            else:
-                self.client.log_batch(child, metrics=chunk)
-            # the parent holds every iteration's metrics as a history over steps = iterations
-            self.client.log_batch(parent, metrics=chunk)
-        self.client.set_terminated(child, "FINISHED", end_time=timestamp_ms)
-        self.client.set_terminated(parent, "FINISHED", end_time=max(timestamp_ms, int(time.time() * 1000)))
+        self.client.log_batch(child, metrics=points, params=[Param(k, v) for k, v in params.items()],
+                              tags=[RunTag("git_commit", self.commit)])
+        # the parent holds every iteration's metrics as a history over steps = iterations
+        self.client.log_batch(parent, metrics=points)
+        self.client.set_terminated(child, "FINISHED")
+        self.client.set_terminated(parent, "FINISHED")
 
 
 @contextlib.contextmanager
