@@ -69,6 +69,8 @@ def main() -> int:
     ap.add_argument("--experiment", default="iterated-amplification")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "mlflow_runs.png"))
     ap.add_argument("--size", default="1600,1000", help="window width,height")
+    ap.add_argument("--view", choices=["table", "chart"], default="table",
+                    help="the runs table, or the metric charts of the runs")
     ap.add_argument("--wait-ms", type=int, default=20000, help="virtual time for the page's scripts")
     args = ap.parse_args()
 
@@ -86,6 +88,8 @@ def main() -> int:
         q = urllib.parse.urlencode({"experiment_name": args.experiment})
         exp = get(f"{url}/api/2.0/mlflow/experiments/get-by-name?{q}")["experiment"]
         page = f"{url}/#/experiments/{exp['experiment_id']}/runs"
+        if args.view == "chart":
+            page += "?compareRunsMode=CHART"
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with tempfile.TemporaryDirectory() as profile:
             cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={args.size}",
