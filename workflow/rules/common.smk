@@ -32,9 +32,12 @@ LOGS = os.path.join("logs", CFG["name"])
 # The jobs read the resolved config (defaults filled in, overrides applied) from a file named by
 # its content: it is never rewritten under a running job, and a dry run with other overrides
 # cannot change what a running study reads.
-_text = dump(CFG)
-RESOLVED = os.path.join(RESULTS, "configs", f"{CFG['name']}-{hashlib.sha1(_text.encode()).hexdigest()[:12]}.yaml")
-save_resolved(CFG, RESOLVED)
+# (written when jobs are about to run; a dry run writes nothing)
+RESOLVED = os.path.join(RESULTS, "configs", f"{CFG['name']}-{hashlib.sha1(dump(CFG).encode()).hexdigest()[:12]}.yaml")
+
+
+onstart:
+    save_resolved(CFG, RESOLVED)
 
 # the package's command line, run by this interpreter (AMPLIFICATION_CMD replaces it, e.g. in tests)
 AMP = os.environ.get("AMPLIFICATION_CMD") or f"{shlex.quote(sys.executable)} -m amplification.cli"
