@@ -14,12 +14,12 @@ def _load_study_config():
     files = [str(p) for p in workflow.overwrite_configfiles] or ["config/config.yaml"]
     overrides = retype(dict(getattr(workflow.config_settings, "config", None) or {}))
     try:
-        return load_config(files, overrides), files
+        return load_config(files, overrides)
     except ConfigError as e:
         raise WorkflowError(f"{e} (config files: {', '.join(files)})") from None
 
 
-CFG, CONFIG_FILES = _load_study_config()
+CFG = _load_study_config()
 config.clear()
 config.update(CFG)
 
@@ -30,9 +30,8 @@ LAST = CFG["iterations"] - 1
 LOGS = os.path.join("logs", CFG["name"])
 
 # The jobs read the resolved config (defaults filled in, overrides applied) from a file named by
-# its content: it is never rewritten under a running job, and a dry run with other overrides
-# cannot change what a running study reads.
-# (written when jobs are about to run; a dry run writes nothing)
+# its content: it is never rewritten under a running job, and another run's overrides cannot change
+# what a running study reads. It is written when jobs are about to run (a dry run writes nothing).
 RESOLVED = os.path.join(RESULTS, "configs", f"{CFG['name']}-{hashlib.sha1(dump(CFG).encode()).hexdigest()[:12]}.yaml")
 
 
