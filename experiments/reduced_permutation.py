@@ -27,7 +27,7 @@ def config(results: str, threads: int, args) -> dict:
         "defaults": {
             "params": {"nchars": 8, "length": 1, "log_iters": 4},
             "sample": {"contexts": args.contexts},
-            "distill": {"steps": args.steps, "lr": args.lr, "batch_contexts": 32, "replay_iters": 2, "ema_horizon": 50,
+            "distill": {"steps": args.steps, "lr": args.lr, "batch_contexts": 32, "replay_iters": args.replay, "ema_horizon": args.ema,
                         "warmup": args.warmup},
             "hprime_train": {"steps": args.hp_steps},
             "budget": {"initial": 200},
@@ -42,10 +42,12 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=15.0, help="time limit per method")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--goal", type=float, default=0.95)
-    ap.add_argument("--steps", type=int, default=200, help="X steps per iteration")
+    ap.add_argument("--steps", type=int, default=100, help="X steps per iteration")
     ap.add_argument("--hp-steps", type=int, default=150, help="H' steps per iteration")
     ap.add_argument("--contexts", type=int, default=512, help="contexts per iteration")
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--ema", type=int, default=50, help="teacher averaging horizon (steps)")
+    ap.add_argument("--replay", type=int, default=1, help="iterations of targets replayed (1: fresh targets only)")
     ap.add_argument("--warmup", type=int, default=200, help="X learning-rate warm-up steps")
     ap.add_argument("--enc-layers", type=int, default=3)
     ap.add_argument("--dec-layers", type=int, default=3)
