@@ -6,10 +6,14 @@ teacher's greedy held-out accuracy reaches the goal or the time runs out. Prints
 iteration and a final table: steps, wall time and H calls at which each method reached the goal.
 
     python experiments/reduced_permutation.py --minutes 15 --threads 2
+
+Any other task and size can be calibrated the same way, e.g.
+    python experiments/reduced_permutation.py --task shortest_path --params '{"nchars": 8, "length": 1}'
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -21,18 +25,18 @@ from amplification import stages  # noqa: E402
 
 def config(results: str, threads: int, args) -> dict:
     return {
-        "name": "reduced-permutation", "results_dir": results, "data_dir": results, "threads": threads,
+        "name": f"reduced-{args.task}", "results_dir": results, "data_dir": results, "threads": threads,
         "device": "cpu", "human": "scripted", "mlflow": {"enabled": False},
         "test_set": {"contexts": 128, "questions_per_context": 8, "seed": 1000003},
         "defaults": {
-            "params": {"nchars": 8, "length": 1, "log_iters": 4},
-            "sample": {"contexts": args.contexts},
+            "params": json.loads(args.params),
             "distill": {"steps": args.steps, "lr": args.lr, "batch_contexts": 32, "replay_iters": args.replay, "ema_horizon": args.ema,
                         "warmup": args.warmup},
             "hprime_train": {"steps": args.hp_steps},
             "budget": {"initial": 200},
             "x": {"enc_layers": args.enc_layers, "dec_layers": args.dec_layers, "width": args.width},
             "curriculum": {"start": args.start_size},
+            "sample": {"contexts": args.contexts},
         },
     }
 
@@ -52,18 +56,21 @@ def main() -> None:
     ap.add_argument("--enc-layers", type=int, default=3)
     ap.add_argument("--dec-layers", type=int, default=3)
     ap.add_argument("--width", type=int, default=96)
-    ap.add_argument("--start-size", type=int, default=8, help="first curriculum size (8 = no curriculum)")
+    ap.add_argument("--start-size", type=int, default=None, help="first curriculum size (default: the task's)")
     ap.add_argument("--methods", default="amplification,supervised")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--iterations", type=int, default=10**9, help="stop after this many iterations")
+    ap.add_argument("--task", default="permutation", help="any task, for calibrating the study's settings")
+    ap.add_argument("--params", default='{"nchars": 8, "length": 1, "log_iters": 4}', help="task size parameters (JSON)")
     args = ap.parse_args()
-    results = tempfile.mkdtemp(prefix="reduced-perm-")
+    results = tempfile.mkdtemp(prefix="reduced-")
     cfg = config(results, args.threads, args)
-    stages.run_testset(cfg, "permutation")
+    stages.run_testset(cfg, args.task)
     summary = {}
     for method in args.methods.split(","):
         t0, i, reached = time.time(), 0, None
-        while time.time() - t0 < args.minutes * 60:
-            rec = stages.run_iteration(cfg, "permutation", method, args.seed, i)
+        while time.time() - t0 < args.minutes * 60 and i < args.iterations:
+            rec = stages.run_iteration(cfg, args.task, method, args.seed, i)
             m = rec["metrics"]
             wall = time.time() - t0
             print(f"{method:13s} iter {i:3d} steps {m['steps/cumulative']:6d} wall {wall:6.0f}s "

@@ -113,7 +113,6 @@ class Ctx:
 
     def __init__(self, cfg: dict, task_name: str, method: str, seed: int, i: int):
         from .tasks import make_task
-        from .train import setup_torch
 
         if method not in paths.METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(paths.METHODS)}")
@@ -121,9 +120,18 @@ class Ctx:
         self.ts = hparams.task_settings(cfg, task_name)
         self.task = make_task(task_name, **self.ts.get("params", {}))
         self.sec = {k: hparams.build(k, self.ts.get(k)) for k in hparams.SECTIONS}
-        self.device = setup_torch(cfg.get("threads", 1), cfg.get("device", "auto"))
         self.results = cfg.get("results_dir", "results")
         self.data_dir = cfg.get("data_dir", "data")
+
+    @property
+    def device(self) -> str:
+        """Torch device, resolved (and torch imported, threads set) only by stages that train or
+        run a model: sampling and test sets need no torch."""
+        if not hasattr(self, "_device"):
+            from .train import setup_torch
+
+            self._device = setup_torch(self.cfg.get("threads", 1), self.cfg.get("device", "auto"))
+        return self._device
 
     def inp(self, stage: str) -> dict:
         return paths.stage_inputs(stage, self.results, self.task_name, self.method, self.seed, self.i,
