@@ -33,8 +33,8 @@ def testset_path(data_dir: str, task: str) -> str:
     return os.path.join(data_dir, "testsets", f"{task}.npz")
 
 
-def demonstrations_path(data_dir: str, task: str) -> str:
-    return os.path.join(data_dir, "demonstrations", f"{task}.jsonl")
+def demonstrations_path(data_dir: str, task: str, demonstrations_dir: str | None = None) -> str:
+    return os.path.join(demonstrations_dir or os.path.join(data_dir, "demonstrations"), f"{task}.jsonl")
 
 
 def stage_output(results, task, method, seed, i, stage, name=None) -> str:
@@ -43,7 +43,8 @@ def stage_output(results, task, method, seed, i, stage, name=None) -> str:
 
 
 def stage_inputs(stage: str, results: str, task: str, method: str, seed: int, i: int,
-                 replay_iters: int = 1, data_dir: str = "data", human: str = "scripted") -> dict:
+                 replay_iters: int = 1, data_dir: str = "data", human: str = "scripted",
+                 demonstrations_dir: str | None = None) -> dict:
     """Named input files of `stage` at iteration i (a dict of name -> path or list of paths)."""
     i = int(i)
     it = lambda j, st, name=None: stage_output(results, task, method, seed, j, st, name)  # noqa: E731
@@ -59,7 +60,7 @@ def stage_inputs(stage: str, results: str, task: str, method: str, seed: int, i:
             ins["previous"] = it(prev, "decompose", "decompose.json")
             ins["hprime"] = it(prev, "train_hprime")  # H' loss on fresh transcripts sets the rate
         if human == "recorded":
-            ins["demonstrations"] = demonstrations_path(data_dir, task)
+            ins["demonstrations"] = demonstrations_path(data_dir, task, demonstrations_dir)
     elif stage == "train_hprime":
         ins["transcripts"] = [it(j, "decompose") for j in range(i + 1)]
         ins["decompose"] = it(i, "decompose", "decompose.json")  # H' loss on fresh transcripts

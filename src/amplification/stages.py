@@ -135,7 +135,8 @@ class Ctx:
 
     def inp(self, stage: str) -> dict:
         return paths.stage_inputs(stage, self.results, self.task_name, self.method, self.seed, self.i,
-                                  self.sec["distill"].replay_iters, self.data_dir, self.cfg.get("human", "scripted"))
+                                  self.sec["distill"].replay_iters, self.data_dir, self.cfg.get("human", "scripted"),
+                                  self.cfg.get("demonstrations_dir"))
 
     def out(self, stage: str) -> dict:
         return paths.stage_outputs(stage, self.results, self.task_name, self.method, self.seed, self.i)

@@ -66,7 +66,7 @@ def stage_inputs(stage):
         return paths.stage_inputs(
             stage, RESULTS, wildcards.task, wildcards.method, int(wildcards.seed), int(wildcards.i),
             replay_iters=task_settings(CFG, wildcards.task)["distill"]["replay_iters"],
-            data_dir=DATA, human=CFG["human"],
+            data_dir=DATA, human=CFG["human"], demonstrations_dir=CFG["demonstrations_dir"],
         )
 
     return inputs
