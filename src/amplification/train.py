@@ -35,7 +35,7 @@ def pad_to(a: np.ndarray, shape: tuple) -> np.ndarray:
 @dataclass
 class ContextData:
     """Training contexts: facts [C, F, fl], fact_mask [C, F], questions [C, Q, ql],
-    targets [C, Q, al], qmask [C, Q]. Real facts and questions come first in each row."""
+    targets [C, Q, al], qmask [C, Q] (which questions the loss counts)."""
 
     facts: np.ndarray
     fact_mask: np.ndarray
@@ -61,8 +61,8 @@ class ContextData:
 def _trim(batch: ContextData, idx) -> tuple:
     """A minibatch with the all-padding columns dropped (they change nothing but cost time)."""
     fm, qm = batch.fact_mask[idx], batch.qmask[idx]
-    F = max(1, int(fm.sum(1).max()))
-    Q = max(1, int(qm.sum(1).max()))
+    last = lambda m: int(np.flatnonzero(m.any(0)).max()) + 1 if m.any() else 1  # noqa: E731
+    F, Q = last(fm), last(qm)  # masked-out questions may sit anywhere; padding only at the end
     return batch.facts[idx, :F], fm[:, :F], batch.questions[idx, :Q], batch.targets[idx, :Q], qm[:, :Q]
 
 
