@@ -31,9 +31,15 @@ def run_all(cfg, task="permutation", seeds=(0,)):
     return recs
 
 
-def test_both_methods_write_every_stage_output(tmp_path):
-    cfg = tiny_config(tmp_path)
-    recs = run_all(cfg)
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """One tiny study (both methods, 2 iterations), shared by the tests that only read it."""
+    cfg = tiny_config(tmp_path_factory.mktemp("study"))
+    return cfg, run_all(cfg)
+
+
+def test_both_methods_write_every_stage_output(study):
+    cfg, recs = study
     for method in ("amplification", "supervised"):
         for stage in paths.OUTPUTS:
             if method == "supervised" and stage in ("decompose", "train_hprime"):
@@ -47,9 +53,8 @@ def test_both_methods_write_every_stage_output(tmp_path):
     assert amp["params"]["steps"] == 2 * cfg["defaults"]["distill"]["steps"]
 
 
-def test_a_rerun_stage_reproduces_its_outputs_exactly(tmp_path):
-    cfg = tiny_config(tmp_path)
-    run_all(cfg)
+def test_a_rerun_stage_reproduces_its_outputs_exactly(study):
+    cfg, _ = study
     rd = paths.iter_dir(cfg["results_dir"], "permutation", "amplification", 0, 1)
     before = {f: open(os.path.join(rd, f), "rb").read() for f in ("targets.npz", "metrics.json")}
     model_before = torch.load(os.path.join(rd, "model.pt"), weights_only=False)["model"]
