@@ -7,6 +7,7 @@ import pytest
 
 from amplification.human import amplify_h, amplify_h_batch
 from amplification.tasks import make_task
+from scripted_human import script
 
 CONFIGS = [
     {},  # paper scale: 64 names, max_dist 12
@@ -193,26 +194,6 @@ def test_h_same_vertex_asks_nothing():
         q = np.r_[task.vocab.labels.index(kind), a, a][None]
         tr = amplify_h(task, np.zeros(1, int), q, lambda c, q: 1 / 0, None)
         assert tr.asked[0] == 0 and task.decode(tr.answers[0]) == want
-
-
-def script(task, q, replies):
-    """Run H on one question with scripted sub-answers (texts); -> (subquestions, answer)."""
-    names = {task.decode(task.encode_names(k)): k for k in range(task.n_names)}
-
-    def tok(text):
-        rec = np.zeros(task.answer_length, dtype=np.int64)
-        if text in names:
-            rec[:] = task.encode_names(names[text])
-        elif text != "?":
-            rec[0] = task.vocab.labels.index(text)
-        return rec
-    asked, it = [], iter(replies)
-
-    def answerer(c, qs):
-        asked.extend(task.decode(x) for x in qs)
-        return np.stack([tok(next(it)) for _ in qs])
-    tr = amplify_h(task, np.zeros(1, int), q[None], answerer, None)
-    return asked, task.decode(tr.answers[0])
 
 
 def test_h_distance_rules():

@@ -8,6 +8,7 @@ import pytest
 
 from amplification.human import amplify_h, amplify_h_batch
 from amplification.tasks import make_task
+from scripted_human import script
 
 CONFIGS = [{}, dict(nchars=2, length=1), dict(nchars=3, length=1), dict(nchars=3, length=2, max_values=2)]
 
@@ -147,26 +148,6 @@ def test_mean_subquestions_with_oracle_answers():
     assert abs(tr.asked.mean() - 4.5) < 0.1
     assert abs(tr.primitive.mean() - 1.90) < 0.1
     assert tr.asked.max() == task.rounds
-
-
-def script(task, q, replies):
-    """Run H on one question with scripted sub-answers (texts); -> (subquestions, answer)."""
-    names = {task.decode(task.encode_names(k)): k for k in range(task.n_names)}
-
-    def tok(text):
-        rec = np.zeros(task.answer_length, dtype=np.int64)
-        if text in names:
-            rec[:] = task.encode_names(names[text])
-        elif text != "?":
-            rec[0] = task.vocab.labels.index(text)
-        return rec
-    asked, it = [], iter(replies)
-
-    def answerer(c, qs):
-        asked.extend(task.decode(x) for x in qs)
-        return np.stack([tok(next(it)) for _ in qs])
-    tr = amplify_h(task, np.zeros(1, int), q[None], answerer, None)
-    return asked, task.decode(tr.answers[0])
 
 
 def test_h_value_and_depth_rules():
