@@ -6,7 +6,7 @@ from collections import deque
 import numpy as np
 import pytest
 
-from amplification.human import amplify_h, amplify_h_batch
+from amplification.human import amplify_h_batch
 from amplification.tasks import make_task
 from scripted_human import script
 
