@@ -233,11 +233,9 @@ def run_decompose(cfg, task_name, method, seed, i) -> dict:
         fresh = None
         if "hprime" in ins and len(tr):
             from .checkpoint import load_hprime
-            from .train import HPrimeTrainer
+            from .train import evaluate_hprime
 
-            hp = HPrimeTrainer(c.task, c.sec["hprime"], c.sec["hprime_train"], c.seed, c.device)
-            hp.model = load_hprime(ins["hprime"], c.device)
-            fresh = hp.evaluate(tr.tokens())["loss"]
+            fresh = evaluate_hprime(load_hprime(ins["hprime"], c.device), tr.tokens(), c.device)["loss"]
         rec.update(h_calls=len(tr), h_calls_cumulative=prev_cum + len(tr), rate=rate, size=size,
                    subquestions=int(tr.asked.sum()), primitive_subquestions=int(tr.primitive.sum()),
                    hprime_fresh_loss=fresh if fresh is not None else prev.get("hprime_fresh_loss"))
@@ -352,7 +350,7 @@ def run_distill(cfg, task_name, method, seed, i) -> dict:
         prev = {}
         if "model" in ins:
             d.load_state_dict(load_checkpoint(ins["model"], c.device))
-            prev = read_json(ins["model"].replace("model.pt", "distill.json"))
+            prev = read_json(paths.stage_output(c.results, task_name, method, c.seed, c.i - 1, "distill", "distill.json"))
         # a fresh, per-iteration sampling stream: the same whatever happened before a restart
         d.rng = stage_rng(c.seed, c.i, "distill")
         with progress(d.cfg.steps, f"distill {task_name} {method} iter{c.i}") as bar:

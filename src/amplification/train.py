@@ -128,6 +128,19 @@ class Distiller:
         torch.set_rng_state(sd["torch_rng"])
 
 
+def start_sequences(tokens: np.ndarray, device="cpu") -> torch.Tensor:
+    """[N, T-1] transcripts -> [N, T] with the start token in front."""
+    return to_tensor(np.concatenate([np.zeros((len(tokens), 1), np.int64), tokens], 1), device).long()
+
+
+@torch.no_grad()
+def evaluate_hprime(model: HPrime, tokens: np.ndarray, device="cpu") -> dict:
+    """H' loss and token accuracy (teacher-forced, argmax) on transcripts, in eval mode."""
+    model.eval()
+    loss, acc = model.loss(start_sequences(tokens, device))
+    return {"loss": float(loss), "token_accuracy": float(acc)}
+
+
 class HPrimeTrainer:
     """H' and its optimiser, trained on flat transcripts (human.Transcripts.tokens())."""
 
@@ -140,15 +153,10 @@ class HPrimeTrainer:
         self.rng = np.random.default_rng(seed + 1)
 
     def sequences(self, tokens: np.ndarray) -> torch.Tensor:
-        """[N, T-1] transcripts -> [N, T] with the start token in front."""
-        return to_tensor(np.concatenate([np.zeros((len(tokens), 1), np.int64), tokens], 1), self.device).long()
+        return start_sequences(tokens, self.device)
 
-    @torch.no_grad()
     def evaluate(self, tokens: np.ndarray) -> dict:
-        """Loss and token accuracy (teacher-forced, argmax) on transcripts, in eval mode."""
-        self.model.eval()
-        loss, acc = self.model.loss(self.sequences(tokens))
-        return {"loss": float(loss), "token_accuracy": float(acc)}
+        return evaluate_hprime(self.model, tokens, self.device)
 
     def train(self, tokens: np.ndarray, steps: int, progress=None) -> dict:
         if steps == 0:  # nothing to train: report where H' stands on these transcripts
