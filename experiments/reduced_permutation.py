@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--goal", type=float, default=0.95)
     ap.add_argument("--steps", type=int, default=100, help="X steps per iteration")
     ap.add_argument("--hp-steps", type=int, default=150, help="H' steps per iteration")
-    ap.add_argument("--contexts", type=int, default=512, help="contexts per iteration")
+    ap.add_argument("--contexts", type=int, default=1536, help="contexts per iteration (512 overfits: each is then seen ~6 times per iteration)")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--ema", type=int, default=50, help="teacher averaging horizon (steps)")
     ap.add_argument("--replay", type=int, default=1, help="iterations of targets replayed (1: fresh targets only)")
@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--methods", default="amplification,supervised")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--iterations", type=int, default=10**9, help="stop after this many iterations")
+    ap.add_argument("--classes", action="store_true", help="print accuracy by difficulty class too")
     ap.add_argument("--task", default="permutation", help="any task, for calibrating the study's settings")
     ap.add_argument("--params", default='{"nchars": 8, "length": 1, "log_iters": 4}', help="task size parameters (JSON)")
     args = ap.parse_args()
@@ -75,7 +76,9 @@ def main() -> None:
             wall = time.time() - t0
             print(f"{method:13s} iter {i:3d} steps {m['steps/cumulative']:6d} wall {wall:6.0f}s "
                   f"acc {m['accuracy/teacher/greedy']:.3f} (sampled {m['accuracy/teacher/sampled']:.3f}) "
-                  f"targets {m['accuracy/targets']:.3f} agree {m['agreement']:.3f} H calls {m['h_calls/cumulative']}",
+                  f"targets {m['accuracy/targets']:.3f} agree {m['agreement']:.3f} H calls {m['h_calls/cumulative']}"
+                  + (" | " + " ".join(f"{k.rsplit('/', 1)[1]}={v:.2f}" for k, v in m.items()
+                                      if k.startswith("accuracy/teacher/greedy/class/")) if args.classes else ""),
                   flush=True)
             if reached is None and m["accuracy/teacher/greedy"] >= args.goal:
                 reached = (m["steps/cumulative"], round(wall), m["h_calls/cumulative"], m["accuracy/teacher/greedy"])

@@ -1,0 +1,72 @@
+"""Can X learn a task at a given size at all? Supervised learning curves by difficulty class.
+
+Trains X on the ground truth with no pipeline around it: every step draws its contexts from a pool
+of `--pool` fresh contexts that is redrawn every `--refresh` steps (`--pool 0`: brand-new contexts
+at every step, i.e. unlimited data). Prints the teacher's greedy held-out accuracy overall and by
+class every `--every` steps. This separates what X cannot learn (a task or size too hard for the
+model within the step budget, whatever the method) from what amplification fails to teach.
+
+    python experiments/supervised_capacity.py --task permutation --params '{"nchars": 8, "length": 1, "log_iters": 3}'
+    python experiments/supervised_capacity.py --task permutation --params '{"nchars": 8, "length": 1, "log_iters": 3}' --pool 384
+    python experiments/supervised_capacity.py --task assignments --size 4 --lr 1e-3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", default="assignments")
+    ap.add_argument("--params", default='{"nchars": 8, "length": 1}', help="task size parameters (JSON)")
+    ap.add_argument("--size", type=int, default=None, help="instance size (default: the task's largest)")
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--every", type=int, default=250, help="evaluate every this many steps")
+    ap.add_argument("--pool", type=int, default=0, help="contexts per pool (0: fresh contexts every step)")
+    ap.add_argument("--refresh", type=int, default=150, help="steps between pool redraws (a pipeline iteration)")
+    ap.add_argument("--batch", type=int, default=32, help="contexts per step")
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--x", default='{"width": 96, "heads": 4, "embed": 32, "enc_layers": 3, "dec_layers": 3}',
+                    help="X architecture (JSON, keys of hparams.XConfig)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    import torch
+
+    from amplification.hparams import DistillConfig, XConfig
+    from amplification.stages import evaluate_model
+    from amplification.tasks import make_task
+    from amplification.train import ContextData, Distiller, _trim
+
+    torch.set_num_threads(args.threads)
+    task = make_task(args.task, **json.loads(args.params))
+    size = task.check_size(args.size or task.max_size)
+    d = Distiller(task, XConfig(**json.loads(args.x)),
+                  DistillConfig(steps=args.steps, batch_contexts=args.batch, lr=args.lr, warmup=args.warmup, ema_horizon=50),
+                  args.seed, "cpu")
+    rng = np.random.default_rng([args.seed, 1])
+    test = task.generate(128, size, np.random.default_rng([args.seed, 2]), n_questions=8)
+    print(f"{args.task} {json.loads(args.params)} size {size}, pool {args.pool or 'fresh'}, lr {args.lr}, x {args.x}", flush=True)
+    data, t0 = None, time.time()
+    for s in range(args.steps):
+        if args.pool == 0 or s % args.refresh == 0:
+            b = task.generate(args.pool or args.batch, size, rng)
+            data = ContextData(b.facts, b.fact_mask, b.questions, b.answers, b.answers.any(-1))
+        idx = rng.integers(0, len(data), args.batch) if args.pool else np.arange(len(data))
+        d.train_step(*_trim(data, idx))
+        if (s + 1) % args.every == 0:
+            r = evaluate_model(task, d.teacher.model, test, "cpu", sampled=False)["greedy"]
+            print(f"step {s + 1:6d} {time.time() - t0:5.0f}s " + " ".join(f"{k}={v:.2f}" for k, v in r.items()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
