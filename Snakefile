@@ -39,3 +39,4 @@ rule all:
         final_metrics,
         rules.summary.output,
         rules.figures.output,
+        track_markers,

@@ -33,7 +33,7 @@ def config(results: str, threads: int, args) -> dict:
             "distill": {"steps": args.steps, "lr": args.lr, "batch_contexts": 32, "replay_iters": args.replay, "ema_horizon": args.ema,
                         "warmup": args.warmup},
             "hprime_train": {"steps": args.hp_steps},
-            "budget": {"initial": 200},
+            "budget": {"initial": args.h_initial},
             "x": {"enc_layers": args.enc_layers, "dec_layers": args.dec_layers, "width": args.width},
             "curriculum": {"start": args.start_size},
             "sample": {"contexts": args.contexts},
@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100, help="X steps per iteration")
     ap.add_argument("--hp-steps", type=int, default=150, help="H' steps per iteration")
     ap.add_argument("--contexts", type=int, default=1536, help="contexts per iteration (512 overfits: each is then seen ~6 times per iteration)")
+    ap.add_argument("--h-initial", type=int, default=200, help="H transcripts collected at iteration 0 (paper: 500)")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--ema", type=int, default=50, help="teacher averaging horizon (steps)")
     ap.add_argument("--replay", type=int, default=1, help="iterations of targets replayed (1: fresh targets only)")

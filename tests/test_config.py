@@ -70,7 +70,8 @@ def test_schema_top_level_defaults_are_the_contract():
     assert cfg["methods"] == ["amplification", "supervised"] and cfg["seeds"] == [0]
     assert cfg["iterations"] == 8 and cfg["device"] == "auto" and cfg["threads"] == 1
     assert cfg["human"] == "scripted" and cfg["per_task"] == {}
-    assert cfg["mlflow"] == {"experiment": "iterated-amplification", "tracking_uri": None, "enabled": True}
+    assert cfg["mlflow"] == {"experiment": "iterated-amplification", "tracking_uri": None, "enabled": True,
+                            "log": "iteration"}
     assert cfg["test_set"] == {"contexts": 64, "questions_per_context": 16, "seed": 1000003}
 
 

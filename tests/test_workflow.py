@@ -101,8 +101,11 @@ def expected_counts(cfg) -> dict:
     runs = len(cfg["tasks"]) * len(cfg["methods"]) * len(cfg["seeds"])
     amp = len(cfg["tasks"]) * len(cfg["seeds"]) * ("amplification" in cfg["methods"])
     n = cfg["iterations"]
-    return {"testset": len(cfg["tasks"]), "sample": runs * n, "decompose": amp * n, "train_hprime": amp * n,
-            "amplify": runs * n, "distill": runs * n, "evaluate": runs * n, "summary": 1, "figures": 1, "all": 1}
+    counts = {"testset": len(cfg["tasks"]), "sample": runs * n, "decompose": amp * n, "train_hprime": amp * n,
+              "amplify": runs * n, "distill": runs * n, "evaluate": runs * n, "summary": 1, "figures": 1, "all": 1}
+    if cfg["mlflow"]["enabled"] and cfg["mlflow"]["log"] == "run":
+        counts["track"] = runs  # one MLflow job per run instead of one per evaluate
+    return counts
 
 
 def test_dry_run_default_config(wd):
@@ -217,6 +220,27 @@ def test_fake_study_rerun_semantics(wd):
     # while a change of threads or MLflow settings reruns nothing
     r = sm(wd, "-n", *SMOKE, *more, "threads=2", "mlflow={enabled: false}")
     assert "Nothing to be done" in r.stdout + r.stderr
+
+
+def test_fake_study_mlflow_log_per_run(wd):
+    """mlflow.log: run: evaluate logs nothing; one track job per run logs all its iterations."""
+    r = sm(wd, "--cores", "2", *SMOKE, "--config", "mlflow={log: run}")
+    assert job_counts(r)["track"] == 2
+    for method in ("amplification", "supervised"):
+        with open(os.path.join(wd, f"results-smoke/permutation/{method}/seed0/mlflow.json")) as fh:
+            marker = json.load(fh)
+        assert marker["logged"] == 2 and marker["failed"] == 0 and marker["method"] == method
+        assert "MLflow" not in open(os.path.join(wd, f"logs/smoke/permutation/{method}/seed0/iter1/evaluate.log")).read()
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(tracking_uri=f"sqlite:///{wd}/mlflow.db")
+    exp = c.get_experiment_by_name("iterated-amplification")
+    assert len(c.search_runs([exp.experiment_id], "tags.level = 'iteration'")) == 2 * 2
+    # a tracking server that is down: the track jobs warn, the study still completes
+    r = sm(wd, "--cores", "2", *SMOKE, "--config", "mlflow={log: run}", "--forcerun", "track",
+           MLFLOW_TRACKING_URI="http://127.0.0.1:9")
+    with open(os.path.join(wd, "results-smoke/permutation/supervised/seed0/mlflow.json")) as fh:
+        assert json.load(fh)["failed"] == 2
 
 
 def test_fake_kill_resume(wd):

@@ -25,6 +25,11 @@ def run_dir(results: str, task: str, method: str, seed: int) -> str:
     return os.path.join(results, task, method, f"seed{seed}")
 
 
+def track_marker(results: str, task: str, method: str, seed) -> str:
+    """What the track rule logged to MLflow for one run (mlflow.log: run)."""
+    return os.path.join(run_dir(results, task, method, seed), "mlflow.json")
+
+
 def iter_dir(results: str, task: str, method: str, seed: int, i: int) -> str:
     return os.path.join(run_dir(results, task, method, seed), f"iter{i}")
 

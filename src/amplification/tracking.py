@@ -211,10 +211,19 @@ def _timestamp(cfg: dict, record: dict) -> int | None:
         return None
 
 
+def enabled(cfg: dict) -> bool:
+    return bool((cfg.get("mlflow") or {}).get("enabled", True))
+
+
+def logs_each_iteration(cfg: dict) -> bool:
+    """mlflow.log: `iteration` (evaluate logs live) or `run` (one track job per run logs it all)."""
+    return enabled(cfg) and (cfg.get("mlflow") or {}).get("log", "iteration") == "iteration"
+
+
 def log_iteration(cfg: dict, record: dict, retries: int = 1) -> bool:
     """Log one iteration's metrics record (the content of its metrics.json) to MLflow.
-    A no-op when mlflow.enabled is false. Never raises: returns whether it logged."""
-    if not (cfg.get("mlflow") or {}).get("enabled", True):
+    A no-op unless mlflow is enabled with `log: iteration`. Never raises: returns whether it logged."""
+    if not logs_each_iteration(cfg):
         return False
     last = None
     for attempt in range(retries + 1):
@@ -231,11 +240,15 @@ def log_iteration(cfg: dict, record: dict, retries: int = 1) -> bool:
     return False
 
 
-def iter_records(cfg: dict):
-    """(path, record) of every existing metrics.json of the configured study, in run order."""
-    for task in cfg["tasks"]:
-        for method in cfg["methods"]:
-            for seed in cfg["seeds"]:
+def iter_records(cfg: dict, task: str | None = None, method: str | None = None, seed: int | None = None):
+    """(path, record) of every existing metrics.json of the configured study, in run order;
+    task, method, seed (when given) select one run's or a few runs' records."""
+    tasks = [task] if task is not None else cfg["tasks"]
+    methods = [method] if method is not None else cfg["methods"]
+    seeds = [seed] if seed is not None else cfg["seeds"]
+    for task in tasks:
+        for method in methods:
+            for seed in seeds:
                 for i in range(int(cfg["iterations"])):
                     p = metrics_path(cfg, task, method, seed, i)
                     if not os.path.exists(p):
@@ -244,18 +257,18 @@ def iter_records(cfg: dict):
                         yield p, json.load(fh)
 
 
-def sync(cfg: dict) -> tuple[int, int]:
-    """Re-log every metrics.json of the study into MLflow (idempotent). Returns (logged, failed);
-    failures are warnings."""
+def sync(cfg: dict, **select) -> tuple[int, int]:
+    """Re-log every metrics.json of the study (or of the runs `select`ed by task, method, seed)
+    into MLflow (idempotent). Returns (logged, failed); failures are warnings."""
     uri = tracking_uri(cfg)
     with store_lock(uri):
         try:
             tracker = Tracker(cfg)
         except Exception as e:  # noqa: BLE001
             warn(f"MLflow unreachable at {uri} ({type(e).__name__}: {_first_line(e)})")
-            return 0, sum(1 for _ in iter_records(cfg))
+            return 0, sum(1 for _ in iter_records(cfg, **select))
         ok = failed = 0
-        for p, rec in iter_records(cfg):
+        for p, rec in iter_records(cfg, **select):
             try:
                 tracker.log(rec, int(os.stat(p).st_mtime * 1000))
                 ok += 1

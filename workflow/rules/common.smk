@@ -93,3 +93,10 @@ def all_metrics(wildcards=None):
 
 def final_metrics(wildcards=None):
     return [metrics_file(t, m, s, LAST) for t in TASKS for m in METHODS for s in SEEDS]
+
+
+def track_markers(wildcards=None):
+    """With mlflow.log: run, one track job per run logs its iterations to MLflow; else none."""
+    if not (CFG["mlflow"]["enabled"] and CFG["mlflow"]["log"] == "run"):
+        return []
+    return [paths.track_marker(RESULTS, t, m, s) for t in TASKS for m in METHODS for s in SEEDS]

@@ -23,6 +23,20 @@ rule summary:
         f"{AMP} study summary --config {shlex.quote(RESOLVED)} > {{log}} 2>&1"
 
 
+rule track:
+    """Log one run's iterations to MLflow at once (mlflow.log: run); a tracking failure only warns."""
+    input:
+        metrics=lambda w: [metrics_file(w.task, w.method, int(w.seed), i) for i in range(LAST + 1)],
+    output:
+        marker=paths.track_marker(RESULTS, "{task}", "{method}", "{seed}"),
+    log:
+        os.path.join(LOGS, "{task}", "{method}", "seed{seed}", "track.log"),
+    threads: 1
+    shell:
+        f"{AMP} study sync-mlflow --config {shlex.quote(RESOLVED)} --task {{wildcards.task}} --method {{wildcards.method}} "
+        f"--seed {{wildcards.seed}} --marker {{output.marker}} --warn-only > {{log}} 2>&1"
+
+
 FIGURES = ["accuracy_vs_steps", "accuracy_by_class", "teacher_vs_targets", "hcalls_vs_accuracy"]
 
 

@@ -321,12 +321,19 @@ def cmd_figures(args) -> int:
 
 
 def cmd_sync(args) -> int:
+    from ..stages import write_json
     from ..tracking import sync, tracking_uri
 
     cfg = _config(args)
-    ok, failed = sync(cfg)
+    select = {k: getattr(args, k) for k in ("task", "method", "seed") if getattr(args, k) is not None}
+    for k, known in (("task", cfg["tasks"]), ("method", cfg["methods"]), ("seed", cfg["seeds"])):
+        if k in select and select[k] not in known:
+            raise ValueError(f"--{k} {select[k]} is not in the config's {k}s: {', '.join(map(str, known))}")
+    ok, failed = sync(cfg, **select)
     print(f"sync-mlflow: logged {ok} iterations to {tracking_uri(cfg)}; {failed} failed", file=sys.stderr)
-    return 1 if failed else 0
+    if args.marker:  # the track rule's output: what was logged, where
+        write_json(args.marker, {"logged": ok, "failed": failed, "tracking_uri": tracking_uri(cfg), **select})
+    return 1 if failed and not args.warn_only else 0
 
 
 def add_parser(sub) -> None:
@@ -341,4 +348,11 @@ def add_parser(sub) -> None:
         q.add_argument("--config", required=True, help="config YAML (e.g. config/config.yaml)")
         if name == "figures":
             q.add_argument("--out", required=True, help="output folder of the PNG files")
+        if name == "sync-mlflow":
+            q.add_argument("--task", help="only this task's runs")
+            q.add_argument("--method", choices=["amplification", "supervised"], help="only this method's runs")
+            q.add_argument("--seed", type=int, help="only this seed's runs")
+            q.add_argument("--marker", help="write a JSON record of what was logged here (the track rule's output)")
+            q.add_argument("--warn-only", action="store_true",
+                           help="exit 0 even when some iterations could not be logged (they stay in metrics.json)")
         q.set_defaults(func=func)

@@ -1,0 +1,42 @@
+"""The experiment scripts run end to end at a tiny scale (they are how the README's learning
+numbers were measured, so they must not rot)."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(script, *args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", script), *args], capture_output=True,
+                         text=True, timeout=240, env=env, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_supervised_capacity_prints_curves_by_class():
+    out = run("supervised_capacity.py", "--task", "permutation", "--params", '{"nchars": 4, "length": 1, "log_iters": 3}',
+              "--steps", "4", "--every", "2", "--batch", "4", "--x", '{"width": 16, "heads": 2, "embed": 8, "enc_layers": 1, "dec_layers": 1}')
+    lines = [ln for ln in out.splitlines() if ln.startswith("step")]
+    assert len(lines) == 2
+    assert re.search(r"all=\d\.\d\d bits2=\d\.\d\d bits3=\d\.\d\d", lines[-1])
+
+
+def test_supervised_capacity_pool_mode():
+    out = run("supervised_capacity.py", "--task", "wildcard", "--params", '{"nchars": 2, "length": 2}', "--pool", "6",
+              "--refresh", "2", "--steps", "4", "--every", "4", "--batch", "3",
+              "--x", '{"width": 16, "heads": 2, "embed": 8, "enc_layers": 1, "dec_layers": 1}')
+    assert "pool 6" in out and out.count("\nstep") == 1
+
+
+def test_reduced_permutation_one_iteration_each_method():
+    out = run("reduced_permutation.py", "--threads", "1", "--steps", "2", "--hp-steps", "2", "--contexts", "8",
+              "--width", "16", "--enc-layers", "1", "--dec-layers", "1", "--iterations", "1", "--classes",
+              "--params", '{"nchars": 4, "length": 1, "log_iters": 3}')
+    assert re.search(r"^amplification iter   0 steps      2 .* H calls 200 \| bits2=", out, re.M)
+    assert re.search(r"^supervised    iter   0 steps      2 .* H calls 0 \| bits2=", out, re.M)
+    assert "method         reached" in out
