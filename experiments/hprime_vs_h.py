@@ -1,0 +1,74 @@
+"""Whose fault is a wrong target: H' (the learned human) or X (the answers it gets)?
+
+For one iteration of a finished study run, recomputes the targets of the first `--contexts` sampled
+contexts twice with the same X_{i-1}: Amplify^{H'}(X) (what the study trained on) and Amplify^H(X)
+(the scripted human in H' place). Prints, overall and per difficulty class, how often each is
+right and how often they agree. Where H' < H, H' imitates H badly on those questions (more H
+calls would help); where both are wrong, X's sub-answers are (more or better distillation would).
+
+    python experiments/hprime_vs_h.py --task wildcard --iter 11
+    python experiments/hprime_vs_h.py --config config/config.yaml --task union_find --iter 11 --contexts 256
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+
+
+def compare(cfg: dict, task_name: str, seed: int, i: int, contexts: int, device: str = "cpu") -> dict:
+    from amplification import paths, stages
+    from amplification.amplify import amplify_h_with_x, amplify_hprime
+    from amplification.checkpoint import load_hprime, load_x
+
+    if i < 1:
+        raise ValueError("--iter must be >= 1 (iteration i's targets come from X_{i-1})")
+    c = stages.Ctx(cfg, task_name, "amplification", seed, i)
+    ins = c.inp("amplify")
+    s = stages.arrays_to_batch(stages.load_npz(ins["sample"]))
+    n = min(contexts, len(s.facts))
+    Q = s.questions.shape[1]
+    x = load_x(ins["model"], device, teacher=True)
+    hp = load_hprime(ins["hprime"], device)
+    db = {k: v[:n] for k, v in s.db.items()}
+    rng = lambda: np.random.default_rng([seed, i, 99])  # noqa: E731 - the same oracle draws for both
+    by_hp = amplify_hprime(c.task, hp, x, s.facts[:n], s.fact_mask[:n], s.questions[:n], db, rng(), device).answers
+    by_h = amplify_h_with_x(c.task, x, s.facts[:n], s.fact_mask[:n], np.repeat(np.arange(n), Q),
+                            s.questions[:n].reshape(n * Q, -1), db, rng(), device).answers
+    truth, cls = s.answers[:n].reshape(n * Q, -1), s.classes[:n].reshape(-1)
+    ok_hp, ok_h, same = ((by_hp == truth).all(-1), (by_h == truth).all(-1), (by_hp == by_h).all(-1))
+    rows = {"all": (len(cls), ok_hp.mean(), ok_h.mean(), same.mean())}
+    for k, name in enumerate(c.task.class_names):
+        m = cls == k
+        if m.any():
+            rows[name] = (int(m.sum()), ok_hp[m].mean(), ok_h[m].mean(), same[m].mean())
+    return {"size": int(s.size), "rows": rows, "run": paths.run_dir(c.results, task_name, "amplification", seed)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="config/config.yaml", help="the study's config")
+    ap.add_argument("--task", required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--iter", type=int, required=True, help="iteration (>= 1) whose targets to recompute")
+    ap.add_argument("--contexts", type=int, default=128, help="how many of its sampled contexts")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+
+    import torch
+
+    from amplification.config import load_config
+
+    torch.set_num_threads(args.threads)
+    r = compare(load_config(args.config), args.task, args.seed, args.iter, args.contexts)
+    print(f"{r['run']} iteration {args.iter} (size {r['size']}): targets right with H' / with H, and H'==H")
+    print(f"{'class':10s} {'n':>6s} {'H_prime':>8s} {'H':>6s} {'same':>6s}")
+    for name, (n, a, b, same) in r["rows"].items():
+        print(f"{name:10s} {n:6d} {a:8.3f} {b:6.3f} {same:6.3f}")
+
+
+if __name__ == "__main__":
+    main()
