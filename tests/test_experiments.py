@@ -40,3 +40,25 @@ def test_reduced_permutation_one_iteration_each_method():
     assert re.search(r"^amplification iter   0 steps      2 .* H calls 200 \| bits2=", out, re.M)
     assert re.search(r"^supervised    iter   0 steps      2 .* H calls 0 \| bits2=", out, re.M)
     assert "method         reached" in out
+
+
+def test_hprime_vs_h_compares_a_study_iteration(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    import pytest
+
+    from amplification import stages
+    from amplification.config import load_config
+    from hprime_vs_h import compare
+
+    cfg = load_config(os.path.join(ROOT, "config", "smoke.yaml"), overrides={
+        "results_dir": str(tmp_path / "r"), "data_dir": str(tmp_path / "d"), "mlflow": {"enabled": False}})
+    stages.run_testset(cfg, "permutation")
+    for i in range(2):
+        stages.run_iteration(cfg, "permutation", "amplification", 0, i)
+    r = compare(cfg, "permutation", 0, 1, contexts=3)
+    n_all = r["rows"]["all"][0]
+    assert n_all == 3 * 4  # 3 contexts x one question per fact (4 names)
+    assert sum(v[0] for k, v in r["rows"].items() if k != "all") == n_all
+    assert all(0.0 <= f <= 1.0 for v in r["rows"].values() for f in v[1:])
+    with pytest.raises(ValueError, match="--iter must be >= 1"):
+        compare(cfg, "permutation", 0, 0, contexts=3)

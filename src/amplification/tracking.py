@@ -220,6 +220,11 @@ def logs_each_iteration(cfg: dict) -> bool:
     return enabled(cfg) and (cfg.get("mlflow") or {}).get("log", "iteration") == "iteration"
 
 
+def logs_per_run(cfg: dict) -> bool:
+    """mlflow.log: run: the track rule (one job per run) logs, the evaluate jobs do not."""
+    return enabled(cfg) and not logs_each_iteration(cfg)
+
+
 def log_iteration(cfg: dict, record: dict, retries: int = 1) -> bool:
     """Log one iteration's metrics record (the content of its metrics.json) to MLflow.
     A no-op unless mlflow is enabled with `log: iteration`. Never raises: returns whether it logged."""

@@ -5,6 +5,7 @@ import re
 import shlex
 
 from amplification import paths
+from amplification.tracking import logs_per_run
 from amplification.config import ConfigError, dump, load_config, retype, save_resolved, task_settings
 
 
@@ -97,6 +98,6 @@ def final_metrics(wildcards=None):
 
 def track_markers(wildcards=None):
     """With mlflow.log: run, one track job per run logs its iterations to MLflow; else none."""
-    if not (CFG["mlflow"]["enabled"] and CFG["mlflow"]["log"] == "run"):
+    if not logs_per_run(CFG):
         return []
     return [paths.track_marker(RESULTS, t, m, s) for t in TASKS for m in METHODS for s in SEEDS]
