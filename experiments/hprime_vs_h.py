@@ -35,9 +35,11 @@ def compare(cfg: dict, task_name: str, seed: int, i: int, contexts: int, device:
     hp = load_hprime(ins["hprime"], device)
     db = {k: v[:n] for k, v in s.db.items()}
     rng = lambda: np.random.default_rng([seed, i, 99])  # noqa: E731 - the same oracle draws for both
-    by_hp = amplify_hprime(c.task, hp, x, s.facts[:n], s.fact_mask[:n], s.questions[:n], db, rng(), device).answers
+    by_hp = amplify_hprime(c.task, hp, x, s.facts[:n], s.fact_mask[:n], s.questions[:n], db, rng(), device,
+                           repeats=c.sec["amplify"].repeats).answers
     by_h = amplify_h_with_x(c.task, x, s.facts[:n], s.fact_mask[:n], np.repeat(np.arange(n), Q),
-                            s.questions[:n].reshape(n * Q, -1), db, rng(), device).answers
+                            s.questions[:n].reshape(n * Q, -1), db, rng(), device,
+                            repeats=c.sec["amplify"].repeats).answers
     truth, cls = s.answers[:n].reshape(n * Q, -1), s.classes[:n].reshape(-1)
     ok_hp, ok_h, same = ((by_hp == truth).all(-1), (by_h == truth).all(-1), (by_hp == by_h).all(-1))
     rows = {"all": (len(cls), ok_hp.mean(), ok_h.mean(), same.mean())}

@@ -34,9 +34,11 @@ def config(results: str, threads: int, args) -> dict:
                         "warmup": args.warmup},
             "hprime_train": {"steps": args.hp_steps},
             "budget": {"initial": args.h_initial},
-            "x": {"enc_layers": args.enc_layers, "dec_layers": args.dec_layers, "width": args.width},
+            "x": {"enc_layers": args.enc_layers, "dec_layers": args.dec_layers, "width": args.width,
+                  "match_bias": args.match_bias},
             "curriculum": {"start": args.start_size},
             "sample": {"contexts": args.contexts},
+            "amplify": {"repeats": args.repeats},
         },
     }
 
@@ -57,6 +59,9 @@ def main() -> None:
     ap.add_argument("--enc-layers", type=int, default=3)
     ap.add_argument("--dec-layers", type=int, default=3)
     ap.add_argument("--width", type=int, default=96)
+    ap.add_argument("--match-bias", action="store_true", help="X's token-match attention bias (x.match_bias)")
+    ap.add_argument("--repeats", choices=["sample", "greedy"], default="greedy",
+                    help="how X answers a subquestion asked again in one transcript")
     ap.add_argument("--start-size", type=int, default=None, help="first curriculum size (default: the task's)")
     ap.add_argument("--methods", default="amplification,supervised")
     ap.add_argument("--seed", type=int, default=0)

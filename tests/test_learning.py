@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from amplification.amplify import amplify_hprime
+from amplification.amplify import amplify_hprime, repeated
 from amplification.hparams import DistillConfig, HPrimeConfig, HPrimeTrainConfig, XConfig
 from amplification.human import amplify_h_batch
 from amplification.hprime import SUB_Q, MAIN_A, layout
 from amplification.tasks import make_task
 from amplification.train import ContextData, Distiller, HPrimeTrainer, load_checkpoint, save_checkpoint
-from amplification.xmodel import Teacher, XAnswerer, XModel
+from amplification.xmodel import MatchBias, Teacher, XAnswerer, XModel
 
 torch.set_num_threads(1)
 SMALL_X = XConfig(width=32, heads=2, embed=8, enc_layers=2, dec_layers=2, ffn=2)
@@ -20,11 +20,12 @@ def tiny_task():
     return make_task("permutation", nchars=4, length=1, log_iters=3)
 
 
+@pytest.mark.parametrize("match_bias", [False, True])
 @pytest.mark.parametrize("name", ["permutation", "assignments", "shortest_path"])
-def test_padding_facts_change_nothing(name):
+def test_padding_facts_change_nothing(name, match_bias):
     task = make_task(name, nchars=4, length=1) if name != "permutation" else tiny_task()
     torch.manual_seed(0)
-    x = XModel.for_task(task, SMALL_X).eval()
+    x = XModel.for_task(task, XConfig(**{**SMALL_X.__dict__, "match_bias": match_bias})).eval()
     b = task.generate(3, task.max_size, 0)
     f, m, q = (torch.as_tensor(a) for a in (b.facts, b.fact_mask, b.questions))
     prefix = torch.as_tensor(b.answers)
@@ -34,6 +35,33 @@ def test_padding_facts_change_nothing(name):
     m2 = torch.cat([m, torch.zeros(m.shape[0], pad, dtype=torch.bool)], 1)
     padded = x(f2.long(), m2, q.long(), prefix.long())
     assert torch.allclose(base, padded, atol=1e-5)
+
+
+def test_match_bias_marks_shared_tokens_and_moves_attention():
+    """The token-match bias: equal non-0 tokens in two records' slots, weighted per head."""
+    a = torch.tensor([[[5, 6, 0]]])  # one record: tokens 5, 6 and padding
+    b = torch.tensor([[[6, 9, 0], [0, 0, 0]]])  # a record holding 6 in slot 0, and a padding record
+    eq = MatchBias.equal(a, b)  # [1, 1, 2, 9]
+    assert eq[0, 0, 0].view(3, 3).nonzero().tolist() == [[1, 0]]  # slot 1 of a == slot 0 of b
+    assert eq[0, 0, 1].sum() == 0  # 0 (padding) never matches
+    mb = MatchBias(heads=2, qslots=3, kslots=3)
+    with torch.no_grad():
+        mb.w[1, 1 * 3 + 0] = 4.0
+    bias = mb(eq, torch.tensor([[False, True]])).view(1, 2, 1, 2)
+    assert bias[0, 0, 0, 0] == 0 and bias[0, 1, 0, 0] == 4.0
+    assert torch.isinf(bias[0, :, 0, 1]).all()  # padding keys are masked in every head
+    # a model with the bias gives different answers from one without once the weights move
+    task = tiny_task()
+    torch.manual_seed(3)
+    x = XModel.for_task(task, XConfig(**{**SMALL_X.__dict__, "match_bias": True})).eval()
+    b2 = task.generate(2, 4, 0)
+    f, m, q, p = (torch.as_tensor(v).long() for v in (b2.facts, b2.fact_mask, b2.questions, b2.answers))
+    m = m.bool()
+    before = x(f, m, q, p)
+    with torch.no_grad():
+        for layer in list(x.enc_bias) + list(x.dec_bias):
+            layer.w.normal_(0, 3.0)
+    assert not torch.allclose(before, x(f, m, q, p))
 
 
 def test_cached_fact_encoding_gives_the_same_answers():
@@ -168,6 +196,39 @@ def test_amplify_hprime_with_perfect_hprime_and_oracle_x_is_ground_truth(name):
                         b.db, np.random.default_rng(0))
     assert np.array_equal(tr.answers, b.answers.reshape(24, -1))
     assert (tr.asked > 0).all()
+
+
+def test_repeated_subquestions_get_a_fresh_sample_only_when_asked_for():
+    """`repeats`: shortest path's `step a b` is asked twice; with "sample" the repeat goes to the
+    sampler (a different candidate), with "greedy" to the same greedy answerer."""
+    subq = np.zeros((3, 4, 2), dtype=np.int64)
+    subq[:, 0] = [[1, 2], [1, 2], [3, 4]]
+    assert repeated(subq, 1, np.array([[1, 2], [2, 1], [0, 0]])).tolist() == [True, False, False]
+    task = make_task("shortest_path", nchars=4, length=1)
+    b = task.generate(8, 4, 3, n_questions=4)
+    calls = {"greedy": 0, "sampled": 0}
+
+    def greedy(ctx, q):
+        calls["greedy"] += len(q)
+        return task.answer(b.db, ctx, q)
+
+    def sampled(ctx, q):
+        calls["sampled"] += len(q)
+        return task.answer(b.db, ctx, q)
+
+    from amplification.human import amplify_h
+    B, Q = b.questions.shape[:2]
+    ctx, qs = np.repeat(np.arange(B), Q), b.questions.reshape(B * Q, -1)
+    oracle = task.oracle(b, np.random.default_rng(0))
+    tr = amplify_h(task, ctx, qs, greedy, oracle, resample=sampled)
+    # exactly the non-primitive subquestions that repeat an earlier one of the same transcript
+    n_rep = sum(int((repeated(tr.subquestions, r, tr.subquestions[:, r])
+                     & ~task.is_primitive(tr.subquestions[:, r])).sum()) for r in range(task.rounds))
+    assert calls["sampled"] == n_rep > 0  # `step a b` is asked again when X's first guess is checked
+    assert np.array_equal(tr.answers, b.answers.reshape(B * Q, -1))  # the oracle is right both times
+    calls.update(greedy=0, sampled=0)
+    amplify_h(task, ctx, qs, greedy, oracle)
+    assert calls["sampled"] == 0 and calls["greedy"] > 0
 
 
 def test_checkpoint_resume_is_bit_identical(tmp_path):

@@ -4,6 +4,10 @@ Amplify^{H'}(X): all B x Q questions advance together. Per round, H' decodes a s
 by token (key/value cache); blank subquestions (all 0: "nothing more to ask") get a blank answer;
 primitive ones go to the look-up oracle; the rest are answered by X's teacher on the fact
 encoding computed once at the start. Finally H' decodes the answer, which is the target.
+
+X answers greedily. With `repeats="sample"` a subquestion that the same transcript already asked
+gets a fresh sample instead: shortest path and union find check X's guess of `step` / `parent`
+twice, and two greedy answers are one guess (the original sampled every answer).
 """
 from __future__ import annotations
 
@@ -23,13 +27,30 @@ def _pick(logp: torch.Tensor, greedy: bool, gen) -> torch.Tensor:
 
 
 @torch.no_grad()
+def repeated(subq: np.ndarray, r: int, sq: np.ndarray) -> np.ndarray:
+    """Rows whose round-r subquestion sq [N, ql] equals one they asked in rounds < r -> bool [N]."""
+    if r == 0:
+        return np.zeros(len(sq), dtype=bool)
+    return (subq[:, :r] == sq[:, None]).all(-1).any(-1) & sq.any(-1)
+
+
+def seeded_generator(rng: np.random.Generator, device="cpu") -> torch.Generator:
+    """A torch generator seeded from the stage's numpy generator (so sampling is reproducible)."""
+    g = torch.Generator(device=device)
+    g.manual_seed(int(rng.integers(2**62)))
+    return g
+
+
 def amplify_hprime(task: Task, hp: HPrime, x: XModel, facts, fact_mask, questions, db, rng,
-                   device="cpu", greedy: bool = True, generator=None) -> Transcripts:
+                   device="cpu", greedy: bool = True, generator=None, repeats: str = "greedy") -> Transcripts:
     """Targets = Amplify^{H'}(X) for questions [B, Q, ql] of contexts facts [B, F, fl].
 
     Returns the transcripts (their `answers` [B*Q, al] are the targets). `rng` (numpy) drives the
-    oracle's random primitives; `generator` (torch) the sampling when greedy is False."""
+    oracle's random primitives; `generator` (torch) the sampling when greedy is False, and X's
+    answers to repeated subquestions when `repeats="sample"`."""
     hp.eval(), x.eval()
+    if generator is None and repeats == "sample":  # (only then: the greedy default draws nothing)
+        generator = seeded_generator(rng, device)
     B, Q, ql = questions.shape
     al, R, N = task.answer_length, task.rounds, B * Q
     ft, fm = to_tensor(facts, device).long(), to_tensor(fact_mask, device).bool()
@@ -58,8 +79,13 @@ def amplify_hprime(task: Task, hp: HPrime, x: XModel, facts, fact_mask, question
             ans[prim] = task.answer(db, ctx[prim], sq[prim], rng)
         rest = ~blank & ~prim
         if rest.any():
-            xa = x.generate(mem, ft, fm, to_tensor(sq, device).long().view(B, Q, ql)).view(N, al).cpu().numpy()
+            qs = to_tensor(sq, device).long().view(B, Q, ql)
+            xa = x.generate(mem, ft, fm, qs).view(N, al).cpu().numpy()
             ans[rest] = xa[rest]
+            again = rest & repeated(subq, r, sq) if repeats == "sample" else np.zeros(N, dtype=bool)
+            if again.any():
+                xs = x.generate(mem, ft, fm, qs, greedy=False, generator=generator).view(N, al).cpu().numpy()
+                ans[again] = xs[again]
         subq[:, r], suba[:, r] = sq, ans
         asked += ~blank
         prim_n += prim
@@ -77,9 +103,14 @@ def amplify_hprime(task: Task, hp: HPrime, x: XModel, facts, fact_mask, question
 
 
 def amplify_h_with_x(task: Task, x: XModel, facts, fact_mask, ctx, questions, db, rng,
-                     device="cpu", human=None) -> Transcripts:
+                     device="cpu", human=None, repeats: str = "greedy") -> Transcripts:
     """Amplify^H(X): the (scripted or recorded) human asks, X's teacher answers complex
-    subquestions, the oracle answers primitive ones."""
+    subquestions (a repeated one with a fresh sample, as in `amplify_hprime`), the oracle
+    answers primitive ones."""
     answerer = XAnswerer(x, facts, fact_mask, device)
     oracle = lambda c, q: task.answer(db, np.asarray(c), np.asarray(q), rng)  # noqa: E731
-    return amplify_h(task, ctx, questions, answerer, oracle, human)
+    resample = None
+    if repeats == "sample":
+        gen = seeded_generator(rng, device)
+        resample = lambda c, q: answerer(c, q, greedy=False, generator=gen)  # noqa: E731
+    return amplify_h(task, ctx, questions, answerer, oracle, human, resample=resample)

@@ -62,11 +62,14 @@ def amplify_h(
     answerer: Answerer,
     oracle: Answerer | None = None,
     human: HumanFactory | None = None,
+    resample: Answerer | None = None,
 ) -> Transcripts:
     """Run Amplify^H(answerer) on questions [N, ql] from contexts ctx [N].
 
     `oracle` answers primitive subquestions (pass the task's oracle); with None, the answerer
-    answers everything (as when the answerer *is* the oracle).
+    answers everything (as when the answerer *is* the oracle). `resample`, when given, answers
+    the non-primitive subquestions that the same transcript already asked (a model's fresh sample
+    instead of its first answer again).
     """
     human = human or task.human
     questions = np.asarray(questions, dtype=np.int64)
@@ -100,8 +103,13 @@ def amplify_h(
         is_prim = task.is_primitive(col) if oracle is not None else np.zeros(len(idx), bool)
         if is_prim.any():
             answers[is_prim] = oracle(ctx[idx[is_prim]], col[is_prim])
-        if (~is_prim).any():
-            answers[~is_prim] = answerer(ctx[idx[~is_prim]], col[~is_prim])
+        again = ~is_prim & (subq[idx, :r] == col[:, None]).all(-1).any(-1) if resample is not None \
+            else np.zeros(len(idx), bool)
+        first = ~is_prim & ~again
+        if first.any():
+            answers[first] = answerer(ctx[idx[first]], col[first])
+        if again.any():
+            answers[again] = resample(ctx[idx[again]], col[again])
         suba[idx, r] = answers
         asked[idx] += 1
         prim[idx] += is_prim

@@ -229,7 +229,8 @@ def run_decompose(cfg, task_name, method, seed, i) -> dict:
                 batch = c.task.generate(n, size, rng, n_questions=1)  # one question per context
                 x = c.previous_x(ins)
                 tr = amplify_h_with_x(c.task, x, batch.facts, batch.fact_mask, np.arange(n),
-                                      batch.questions[:, 0], batch.db, rng, c.device)
+                                      batch.questions[:, 0], batch.db, rng, c.device,
+                                      repeats=c.sec["amplify"].repeats)
         fresh = None
         if "hprime" in ins and len(tr):
             from .checkpoint import load_hprime
@@ -307,7 +308,8 @@ def run_amplify(cfg, task_name, method, seed, i) -> dict:
             from .checkpoint import load_hprime
 
             hp = load_hprime(ins["hprime"], c.device)
-            tr = amplify_hprime(c.task, hp, x, batch.facts, batch.fact_mask, batch.questions, batch.db, rng, c.device)
+            tr = amplify_hprime(c.task, hp, x, batch.facts, batch.fact_mask, batch.questions, batch.db, rng, c.device,
+                                repeats=c.sec["amplify"].repeats)
             targets = tr.answers.reshape(B, Q, -1)
             rec.update(subquestions=float(tr.asked.mean()), primitive=float(tr.primitive.mean()))
         else:

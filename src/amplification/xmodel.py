@@ -52,10 +52,40 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(w)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, mem, mem_pad):
-        a, _ = self.attn(x, mem, mem, key_padding_mask=mem_pad, need_weights=False)
+    def forward(self, x, mem, mem_pad, bias=None):
+        if bias is None:
+            a, _ = self.attn(x, mem, mem, key_padding_mask=mem_pad, need_weights=False)
+        else:  # bias [B*heads, L, S] already holds -inf at padding keys
+            a, _ = self.attn(x, mem, mem, attn_mask=bias, need_weights=False)
         x = self.ln1(x + self.drop(a))
         return self.ln2(x + self.mlp(x))
+
+
+class MatchBias(nn.Module):
+    """Per-head attention bias from token equality between two records (deviation, off by default).
+
+    eq[b, i, j, s, t] = 1 when slot s of record i and slot t of record j hold the same non-0 token;
+    bias[b, h, i, j] = sum over (s, t) of eq * w[h, s, t], learned per layer. It hands X the
+    name-matching hop (fact `x y z` -> the fact that defines y; question `C x` -> x's facts) that
+    plain dot-product attention has to discover from random embeddings."""
+
+    def __init__(self, heads: int, qslots: int, kslots: int):
+        super().__init__()
+        self.heads = heads
+        self.w = nn.Parameter(torch.zeros(heads, qslots * kslots))
+
+    @staticmethod
+    def equal(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """a [B, L, s], b [B, S, t] -> float [B, L, S, s*t]."""
+        eq = (a[:, :, None, :, None] == b[:, None, :, None, :]) & (a[:, :, None, :, None] != 0)
+        return eq.flatten(-2).float()
+
+    def forward(self, eq: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        """eq [B, L, S, s*t], pad [B, S] (True = padding) -> attn_mask [B*heads, L, S]."""
+        B, L, S, _ = eq.shape
+        bias = torch.einsum("blsk,hk->bhls", eq, self.w)
+        bias = bias.masked_fill(pad[:, None, None, :], float("-inf"))
+        return bias.reshape(B * self.heads, L, S)
 
 
 class XModel(nn.Module):
@@ -74,6 +104,11 @@ class XModel(nn.Module):
         self.ptr_q = nn.Linear(w, w)
         self.ptr_k = nn.Linear(w, w)
         self.mix = nn.Linear(w, 1 + fact_length)  # vocabulary + one pointer per fact slot
+        if cfg.match_bias:
+            self.enc_bias = nn.ModuleList(MatchBias(cfg.heads, fact_length, fact_length) for _ in range(cfg.enc_layers))
+            # a decoding query's record: its question's tokens, then the answer tokens before it
+            self.dec_bias = nn.ModuleList(MatchBias(cfg.heads, question_length + answer_length, fact_length)
+                                          for _ in range(cfg.dec_layers))
         # strict lower triangle: answer position t sees the answer tokens before t
         self.register_buffer("prefix_mask", torch.tril(torch.ones(answer_length, answer_length), -1).long(), persistent=False)
 
@@ -86,8 +121,9 @@ class XModel(nn.Module):
         """facts [B, F, fl], fact_mask [B, F] (True = real) -> memory [B, F, W]. Once per context."""
         x = self.fact_embed(facts)
         pad = ~fact_mask
-        for layer in self.encoder:
-            x = layer(x, x, pad)
+        eq = MatchBias.equal(facts, facts) if self.cfg.match_bias else None
+        for k, layer in enumerate(self.encoder):
+            x = layer(x, x, pad, None if eq is None else self.enc_bias[k](eq, pad))
         return x
 
     def decode(self, mem, facts, fact_mask, questions, prefix) -> torch.Tensor:
@@ -101,8 +137,12 @@ class XModel(nn.Module):
         h = self.q_embed(questions).unsqueeze(2) + self.prefix_embed(pre) + self.pos
         h = h.reshape(B, Q * al, W)
         pad = ~fact_mask
-        for layer in self.decoder:
-            h = layer(h, mem, pad)
+        eq = None
+        if self.cfg.match_bias:
+            rec = torch.cat([questions.unsqueeze(2).expand(B, Q, al, questions.shape[-1]), pre], -1)
+            eq = MatchBias.equal(rec.reshape(B, Q * al, -1), facts)
+        for k, layer in enumerate(self.decoder):
+            h = layer(h, mem, pad, None if eq is None else self.dec_bias[k](eq, pad))
         log_vocab = F.log_softmax(self.vocab_head(h), -1)  # [B, N, V]
         scores = torch.einsum("bnw,bfw->bnf", self.ptr_q(h), self.ptr_k(mem)) / math.sqrt(W)
         attn = F.softmax(scores.masked_fill(pad.unsqueeze(1), float("-inf")), -1)  # [B, N, F]
@@ -174,10 +214,10 @@ class XAnswerer:
             self.mem = torch.cat([model.encode(self.facts[i:i + batch], self.mask[i:i + batch])
                                   for i in range(0, len(self.facts), batch)])
 
-    def __call__(self, ctx, questions) -> np.ndarray:
+    def __call__(self, ctx, questions, greedy: bool = True, generator=None) -> np.ndarray:
         ctx = to_tensor(ctx, self.device).long()
         q = to_tensor(questions, self.device).long().unsqueeze(1)
-        out = self.model.generate(self.mem[ctx], self.facts[ctx], self.mask[ctx], q)
+        out = self.model.generate(self.mem[ctx], self.facts[ctx], self.mask[ctx], q, greedy, generator)
         return out[:, 0].cpu().numpy()
 
 
