@@ -36,7 +36,7 @@ def config(results: str, threads: int, args) -> dict:
             "budget": {"initial": args.h_initial},
             "x": {"enc_layers": args.enc_layers, "dec_layers": args.dec_layers, "width": args.width,
                   "match_bias": args.match_bias},
-            "curriculum": {"start": args.start_size},
+            "curriculum": {"start": args.start_size, "threshold": args.threshold},
             "sample": {"contexts": args.contexts},
             "amplify": {"repeats": args.repeats},
         },
@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--match-bias", action="store_true", help="X's token-match attention bias (x.match_bias)")
     ap.add_argument("--repeats", choices=["sample", "greedy"], default="greedy",
                     help="how X answers a subquestion asked again in one transcript")
+    ap.add_argument("--threshold", type=float, default=0.85, help="curriculum: agreement that promotes (paper: 0.85)")
     ap.add_argument("--start-size", type=int, default=None, help="first curriculum size (default: the task's)")
     ap.add_argument("--methods", default="amplification,supervised")
     ap.add_argument("--seed", type=int, default=0)

@@ -62,3 +62,15 @@ def test_hprime_vs_h_compares_a_study_iteration(tmp_path):
     assert all(0.0 <= f <= 1.0 for v in r["rows"].values() for f in v[1:])
     with pytest.raises(ValueError, match="--iter must be >= 1"):
         compare(cfg, "permutation", 0, 0, contexts=3)
+
+
+def test_assignments_shortcut_solver_reads_every_answer_from_the_facts():
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    try:
+        from assignments_shortcut import measure
+    finally:
+        sys.path.pop(0)
+    m = measure(size=5, values=4, contexts=40)
+    assert m.pop("solver") == 1.0  # the facts determine every answer
+    assert set(m) <= {"depth0", "depth1", "depth2", "depth3-4"} and all(0 <= v <= 1 for v in m.values())
+    assert m["depth1"] > 0.3  # the shortcut is far above chance (1/4): why X can sit on it

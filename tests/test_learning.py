@@ -182,7 +182,8 @@ class OracleX:
     def encode(self, f, m):
         return None
 
-    def generate(self, mem, f, m, q):
+    def generate(self, mem, f, m, q, greedy=True, generator=None):
+        self.sampled = getattr(self, "sampled", 0) + (not greedy)
         B, Q, ql = q.shape
         ctx = np.repeat(np.arange(B), Q)
         return torch.as_tensor(self.task.answer(self.batch.db, ctx, q.numpy().reshape(-1, ql))).view(B, Q, -1)
@@ -229,6 +230,17 @@ def test_repeated_subquestions_get_a_fresh_sample_only_when_asked_for():
     calls.update(greedy=0, sampled=0)
     amplify_h(task, ctx, qs, greedy, oracle)
     assert calls["sampled"] == 0 and calls["greedy"] > 0
+
+
+@pytest.mark.parametrize("repeats", ["greedy", "sample"])
+def test_amplify_hprime_samples_repeated_subquestions_only_when_asked(repeats):
+    task = make_task("shortest_path", nchars=4, length=1)
+    b = task.generate(4, task.max_size, 5, n_questions=6)
+    x = OracleX(task, b)
+    tr = amplify_hprime(task, ScriptedHPrime(task), x, b.facts, b.fact_mask, b.questions, b.db,
+                        np.random.default_rng(0), repeats=repeats)
+    assert np.array_equal(tr.answers, b.answers.reshape(24, -1))
+    assert (getattr(x, "sampled", 0) > 0) == (repeats == "sample")
 
 
 def test_checkpoint_resume_is_bit_identical(tmp_path):
