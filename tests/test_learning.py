@@ -6,7 +6,7 @@ import torch
 
 from amplification.amplify import amplify_hprime, repeated
 from amplification.hparams import DistillConfig, HPrimeConfig, HPrimeTrainConfig, XConfig
-from amplification.human import amplify_h_batch
+from amplification.human import amplify_h, amplify_h_batch
 from amplification.hprime import SUB_Q, MAIN_A, layout
 from amplification.tasks import make_task
 from amplification.train import ContextData, Distiller, HPrimeTrainer, load_checkpoint, save_checkpoint
@@ -217,7 +217,6 @@ def test_repeated_subquestions_get_a_fresh_sample_only_when_asked_for():
         calls["sampled"] += len(q)
         return task.answer(b.db, ctx, q)
 
-    from amplification.human import amplify_h
     B, Q = b.questions.shape[:2]
     ctx, qs = np.repeat(np.arange(B), Q), b.questions.reshape(B * Q, -1)
     oracle = task.oracle(b, np.random.default_rng(0))

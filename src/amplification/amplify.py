@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .human import Transcripts, amplify_h
+from .human import Transcripts, amplify_h, repeated
 from .hprime import HPrime
 from .tasks.base import Task
 from .xmodel import XAnswerer, XModel, to_tensor
@@ -27,13 +27,6 @@ def _pick(logp: torch.Tensor, greedy: bool, gen) -> torch.Tensor:
 
 
 @torch.no_grad()
-def repeated(subq: np.ndarray, r: int, sq: np.ndarray) -> np.ndarray:
-    """Rows whose round-r subquestion sq [N, ql] equals one they asked in rounds < r -> bool [N]."""
-    if r == 0:
-        return np.zeros(len(sq), dtype=bool)
-    return (subq[:, :r] == sq[:, None]).all(-1).any(-1) & sq.any(-1)
-
-
 def seeded_generator(rng: np.random.Generator, device="cpu") -> torch.Generator:
     """A torch generator seeded from the stage's numpy generator (so sampling is reproducible)."""
     g = torch.Generator(device=device)

@@ -92,7 +92,7 @@ class AmplifyConfig:
     # `parent x`: the decomposition checks the model's guess twice): "greedy" gives the same
     # answer again (the second ask is then a no-op); "sample" answers the repeat with a fresh
     # sample at temperature 1, as the original sampled every answer. Measured: shortest path
-    # 48% instead of 73% after 1,500 steps, union find 71% vs 69-70% at 1,800 (README notes)
+    # 46% instead of 74% after 1,650 steps, union find 71% vs 69-70% at 1,800 (README notes)
     repeats: str = "greedy"
 
     def __post_init__(self):

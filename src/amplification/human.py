@@ -51,6 +51,13 @@ class Transcripts:
         return cls(*[np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__])
 
 
+def repeated(subq: np.ndarray, r: int, sq: np.ndarray) -> np.ndarray:
+    """Rows whose round-r subquestion sq [N, ql] equals one they asked in rounds < r -> bool [N]."""
+    if r == 0:
+        return np.zeros(len(sq), dtype=bool)
+    return (subq[:, :r] == sq[:, None]).all(-1).any(-1) & sq.any(-1)
+
+
 class HumanProtocolError(RuntimeError):
     """A human asked more than R subquestions or returned a malformed record."""
 
@@ -103,8 +110,7 @@ def amplify_h(
         is_prim = task.is_primitive(col) if oracle is not None else np.zeros(len(idx), bool)
         if is_prim.any():
             answers[is_prim] = oracle(ctx[idx[is_prim]], col[is_prim])
-        again = ~is_prim & (subq[idx, :r] == col[:, None]).all(-1).any(-1) if resample is not None \
-            else np.zeros(len(idx), bool)
+        again = ~is_prim & repeated(subq[idx], r, col) if resample is not None else np.zeros(len(idx), bool)
         first = ~is_prim & ~again
         if first.any():
             answers[first] = answerer(ctx[idx[first]], col[first])
