@@ -32,8 +32,8 @@ def config(results: str, threads: int, args) -> dict:
             "params": json.loads(args.params),
             "distill": {"steps": args.steps, "lr": args.lr, "batch_contexts": 32, "replay_iters": args.replay, "ema_horizon": args.ema,
                         "warmup": args.warmup},
-            "hprime_train": {"steps": args.hp_steps},
-            "budget": {"initial": args.h_initial},
+            "hprime_train": {"steps": args.hp_steps, "converged_steps": args.hp_converged_steps},
+            "budget": {"initial": args.h_initial, "min_calls": args.h_min},
             "x": {"enc_layers": args.enc_layers, "dec_layers": args.dec_layers, "width": args.width,
                   "match_bias": args.match_bias},
             "curriculum": {"start": args.start_size, "threshold": args.threshold},
@@ -52,6 +52,8 @@ def main() -> None:
     ap.add_argument("--hp-steps", type=int, default=150, help="H' steps per iteration")
     ap.add_argument("--contexts", type=int, default=1536, help="contexts per iteration (512 overfits: each is then seen ~6 times per iteration)")
     ap.add_argument("--h-initial", type=int, default=200, help="H transcripts collected at iteration 0 (paper: 500)")
+    ap.add_argument("--h-min", type=int, default=0, help="H transcripts every later iteration collects at least (budget.min_calls)")
+    ap.add_argument("--hp-converged-steps", type=int, default=20, help="H' steps per iteration once the gate says it imitates H")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--ema", type=int, default=50, help="teacher averaging horizon (steps)")
     ap.add_argument("--replay", type=int, default=1, help="iterations of targets replayed (1: fresh targets only)")

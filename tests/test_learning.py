@@ -108,6 +108,25 @@ def test_hprime_imitates_h_on_a_tiny_task():
     tr.train(train.tokens(), 400)
     ev = tr.evaluate(fresh.tokens())
     assert ev["token_accuracy"] >= 0.99, ev
+    assert ev["transcript_accuracy"] >= 0.9, ev
+
+
+def test_transcript_accuracy_counts_a_transcript_wrong_for_one_wrong_token():
+    task = tiny_task()
+    tr = HPrimeTrainer(task, HPrimeConfig(width=32, heads=2, layers=2, ffn=2), HPrimeTrainConfig(), 0)
+    tokens = amplify_h_batch(task, task.generate(40, 4, 0, n_questions=1)).tokens()
+    hp = tr.model
+    V, last = hp.nvocab, int(torch.nonzero(hp.target_pos[:-1])[-1])
+
+    def fake_forward(seq):  # a stand-in H': right on every next token but the final answer of rows 30+
+        nxt = torch.cat([seq[:, 1:], seq[:, :1]], 1).clone()
+        nxt[30:, last] = (nxt[30:, last] + 1) % V
+        return torch.log_softmax(10.0 * torch.nn.functional.one_hot(nxt, V).float(), -1)
+
+    hp.forward = fake_forward
+    ev = tr.evaluate(tokens)
+    assert ev["transcript_accuracy"] == pytest.approx(30 / 40)
+    assert ev["token_accuracy"] > 0.9  # one token in many per wrong transcript: the mean hides it
 
 
 def test_kv_cache_decoding_equals_full_forward():

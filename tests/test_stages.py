@@ -90,6 +90,21 @@ def test_budget_follows_hprime_loss():
     assert stages.h_rate(0.05, b) == 0.1 and stages.h_rate(0.001, b) == 0.01
 
 
+def test_min_calls_is_a_floor_under_the_gate(tmp_path):
+    # the smoke config's H' is far from converged only at first; the floor holds at every later
+    # iteration whatever the gate's rate, and iteration 0 still takes budget.initial
+    cfg = tiny_config(tmp_path, methods=["amplification"], iterations=3)
+    cfg["defaults"]["budget"].update(initial=7, rates=[0.0, 0.0, 0.0], min_calls=5)
+    run_all(cfg)
+    calls = [json.load(open(paths.stage_output(cfg["results_dir"], "permutation", "amplification", 0, i,
+                                               "decompose", "decompose.json")))["h_calls"] for i in range(3)]
+    assert calls == [7, 5, 5]
+    d = json.load(open(paths.stage_output(cfg["results_dir"], "permutation", "amplification", 0, 2, "decompose", "decompose.json")))
+    assert 0.0 <= d["hprime_fresh_transcript_accuracy"] <= 1.0
+    m = json.load(open(paths.stage_output(cfg["results_dir"], "permutation", "amplification", 0, 2, "evaluate", "metrics.json")))
+    assert m["metrics"]["accuracy/hprime/fresh_transcripts"] == d["hprime_fresh_transcript_accuracy"]
+
+
 def test_curriculum_grows_only_above_threshold():
     from amplification.hparams import CurriculumConfig
 

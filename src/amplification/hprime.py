@@ -121,14 +121,17 @@ class HPrime(nn.Module):
             x = layer(x)
         return self._output(x, self.copy_k(self.ln(x)), seq)
 
-    def loss(self, seq: torch.Tensor):
-        """Mean cross-entropy over subquestion and final-answer tokens; also token accuracy."""
+    def loss(self, seq: torch.Tensor, per_transcript: bool = False):
+        """Mean cross-entropy over subquestion and final-answer tokens; also token accuracy, and
+        with per_transcript the fraction of transcripts with every such token right (argmax)."""
         logp = self(seq)[:, :-1]
         tgt = seq[:, 1:]
         m = self.target_pos[:-1]
         lp = logp[:, m].gather(-1, tgt[:, m].unsqueeze(-1)).squeeze(-1)
-        acc = (logp[:, m].argmax(-1) == tgt[:, m]).float().mean()
-        return -lp.mean(), acc
+        hits = logp[:, m].argmax(-1) == tgt[:, m]
+        if per_transcript:
+            return -lp.mean(), hits.float().mean(), hits.all(-1).float().mean()
+        return -lp.mean(), hits.float().mean()
 
     # ---- incremental decoding ------------------------------------------------------------------
     def start(self, n: int, device="cpu") -> dict:

@@ -222,7 +222,7 @@ def run_decompose(cfg, task_name, method, seed, i) -> dict:
             rate = None
         else:
             rate = c.sec["budget"].initial if c.i == 0 else h_rate(prev.get("hprime_fresh_loss"), c.sec["budget"])
-            n = int(rate) if c.i == 0 else int(round(rate * c.sec["distill"].steps))
+            n = int(rate) if c.i == 0 else max(int(round(rate * c.sec["distill"].steps)), c.sec["budget"].min_calls)
             tr = _empty_transcripts(c.task)
             if n > 0:
                 rng = stage_rng(c.seed, c.i, "decompose")
@@ -231,13 +231,14 @@ def run_decompose(cfg, task_name, method, seed, i) -> dict:
                 tr = amplify_h_with_x(c.task, x, batch.facts, batch.fact_mask, np.arange(n),
                                       batch.questions[:, 0], batch.db, rng, c.device,
                                       repeats=c.sec["amplify"].repeats)
-        fresh = None
+        fresh, whole = None, None
         if "hprime" in ins and len(tr):
             from .checkpoint import load_hprime
             from .train import evaluate_hprime
 
-            fresh = evaluate_hprime(load_hprime(ins["hprime"], c.device), tr.tokens(), c.device)["loss"]
-        rec.update(h_calls=len(tr), h_calls_cumulative=prev_cum + len(tr), rate=rate, size=size,
+            ev = evaluate_hprime(load_hprime(ins["hprime"], c.device), tr.tokens(), c.device)
+            fresh, whole = ev["loss"], ev["transcript_accuracy"]
+        rec.update(hprime_fresh_transcript_accuracy=whole,h_calls=len(tr), h_calls_cumulative=prev_cum + len(tr), rate=rate, size=size,
                    subquestions=int(tr.asked.sum()), primitive_subquestions=int(tr.primitive.sum()),
                    hprime_fresh_loss=fresh if fresh is not None else prev.get("hprime_fresh_loss"))
     save_npz(out["transcripts"], **transcripts_to_arrays(tr))
@@ -415,6 +416,8 @@ def run_evaluate(cfg, task_name, method, seed, i) -> dict:
     if hpj:
         m["loss/hprime"] = hpj["loss"]
         m["accuracy/hprime/token"] = hpj["token_accuracy"]
+    if dec.get("hprime_fresh_transcript_accuracy") is not None:  # H' on this iteration's new H transcripts
+        m["accuracy/hprime/fresh_transcripts"] = dec["hprime_fresh_transcript_accuracy"]
     for k, v in teacher["greedy"].items():
         if k != "all":
             m[f"accuracy/teacher/greedy/class/{k}"] = v

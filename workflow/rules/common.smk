@@ -36,11 +36,59 @@ LOGS = os.path.join("logs", CFG["name"])
 RESOLVED = os.path.join(RESULTS, "configs", f"{CFG['name']}-{hashlib.sha1(dump(CFG).encode()).hexdigest()[:12]}.yaml")
 
 
+# the package's command line, run by this interpreter (AMPLIFICATION_CMD replaces it, e.g. in tests);
+# with stage_server, the light client of amplification.server, which runs the same command in a
+# process forked from one that imported torch once (and runs it itself when no server answers)
+AMP = os.environ.get("AMPLIFICATION_CMD") or (
+    f"{shlex.quote(sys.executable)} -m amplification.{'server' if CFG['stage_server'] else 'cli'}")
+_SERVER = {}
+
+
+def _start_stage_server():
+    """Start the stage server for this Snakemake process; the jobs find it through the environment."""
+    import subprocess
+    import tempfile
+    import time
+
+    path = os.path.join(tempfile.mkdtemp(prefix="amp-"), "stages.sock")  # short: Unix sockets allow ~100 bytes
+    _SERVER["proc"] = subprocess.Popen(
+        [sys.executable, "-m", "amplification.server", "--socket", path, "--parent", str(os.getpid())],
+        stdout=subprocess.DEVNULL, stderr=open(os.path.join(LOGS, "stage_server.log"), "ab"))
+    _SERVER["path"] = path
+    os.environ["AMPLIFICATION_SERVER"] = path
+    deadline = time.time() + 60  # its imports take a few seconds; jobs that start earlier run alone
+    while not os.path.exists(path) and _SERVER["proc"].poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+
+
+def _stop_stage_server():
+    proc = _SERVER.pop("proc", None)
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except Exception:
+            proc.kill()
+    if "path" in _SERVER:
+        import shutil
+
+        shutil.rmtree(os.path.dirname(_SERVER.pop("path")), ignore_errors=True)
+    os.environ.pop("AMPLIFICATION_SERVER", None)
+
+
 onstart:
     save_resolved(CFG, RESOLVED)
+    if CFG["stage_server"] and not os.environ.get("AMPLIFICATION_CMD"):
+        os.makedirs(LOGS, exist_ok=True)
+        _start_stage_server()
 
-# the package's command line, run by this interpreter (AMPLIFICATION_CMD replaces it, e.g. in tests)
-AMP = os.environ.get("AMPLIFICATION_CMD") or f"{shlex.quote(sys.executable)} -m amplification.cli"
+
+onsuccess:
+    _stop_stage_server()
+
+
+onerror:
+    _stop_stage_server()
 
 wildcard_constraints:
     task="|".join(map(re.escape, TASKS)),
