@@ -62,6 +62,14 @@ def test_hprime_vs_h_compares_a_study_iteration(tmp_path):
     assert all(0.0 <= f <= 1.0 for v in r["rows"].values() for f in v[1:])
     with pytest.raises(ValueError, match="--iter must be >= 1"):
         compare(cfg, "permutation", 0, 0, contexts=3)
+    # the same iteration, with H' given fresh transcripts from X_0 and a few more steps
+    from hprime_more_data import measure
+
+    base = measure(cfg, "permutation", 0, 1, new=0, steps=0, contexts=3)
+    more = measure(cfg, "permutation", 0, 1, new=5, steps=2, contexts=3)
+    assert more["transcripts"] == base["transcripts"] + 5
+    assert base["same"] == pytest.approx(r["rows"]["all"][3])  # no new data, no steps: the study's H'
+    assert 0.0 <= more["same"] <= 1.0 and 0.0 <= more["right"] <= 1.0
 
 
 def test_assignments_shortcut_solver_reads_every_answer_from_the_facts():
@@ -74,3 +82,25 @@ def test_assignments_shortcut_solver_reads_every_answer_from_the_facts():
     assert m.pop("solver") == 1.0  # the facts determine every answer
     assert set(m) <= {"depth0", "depth1", "depth2", "depth3-4"} and all(0 <= v <= 1 for v in m.values())
     assert m["depth1"] > 0.3  # the shortcut is far above chance (1/4): why X can sit on it
+
+
+def test_union_find_errors_sorts_every_wrong_target(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    try:
+        from union_find_errors import breakdown
+    finally:
+        sys.path.pop(0)
+    from amplification import stages
+    from amplification.config import load_config
+
+    cfg = load_config(os.path.join(ROOT, "config", "smoke.yaml"), overrides={
+        "results_dir": str(tmp_path / "r"), "data_dir": str(tmp_path / "d"), "mlflow": {"enabled": False},
+        "tasks": ["union_find"], "per_task": {"union_find": {"params": {"nchars": 8, "length": 1}}}})
+    stages.run_testset(cfg, "union_find")
+    for i in range(2):
+        stages.run_iteration(cfg, "union_find", "amplification", 0, i)
+    r = breakdown(cfg, 0, 1, contexts=8)
+    assert set(r["classes"]) == {"P1", "P2", "D1", "D2", "V1", "V2"}
+    for v in r["classes"].values():  # every wrong target gets exactly one reason
+        if v["n"]:
+            assert sum(v["wrong"].values()) == round(v["n"] * (1 - v["right"]))
