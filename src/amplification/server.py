@@ -132,8 +132,8 @@ def serve(path: str, parent: int | None = None, poll: float = 0.05) -> None:
         os.unlink(path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path + ".tmp")
-    os.replace(path + ".tmp", path)  # clients never see a socket that is not listening yet
     listener.listen(64)
+    os.replace(path + ".tmp", path)  # clients never see a socket that is not listening yet
     listener.settimeout(poll)
     running: dict[int, socket.socket] = {}  # child pid -> its client's connection
     try:
