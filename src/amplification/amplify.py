@@ -34,6 +34,7 @@ def seeded_generator(rng: np.random.Generator, device="cpu") -> torch.Generator:
     return g
 
 
+@torch.no_grad()  # inference only: without it every H' step kept its autograd graph (20 GB at 16k questions)
 def amplify_hprime(task: Task, hp: HPrime, x: XModel, facts, fact_mask, questions, db, rng,
                    device="cpu", greedy: bool = True, generator=None, repeats: str = "greedy") -> Transcripts:
     """Targets = Amplify^{H'}(X) for questions [B, Q, ql] of contexts facts [B, F, fl].
