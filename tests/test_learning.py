@@ -129,6 +129,27 @@ def test_transcript_accuracy_counts_a_transcript_wrong_for_one_wrong_token():
     assert ev["token_accuracy"] > 0.9  # one token in many per wrong transcript: the mean hides it
 
 
+def test_amplify_hprime_builds_no_autograd_graph():
+    # with a graph, every H' step kept its activations alive through the key/value cache: 20 GB
+    # at 16k questions. Inference only, so no step may record one.
+    task = tiny_task()
+    batch = task.generate(6, 4, 0)
+    hp = HPrimeTrainer(task, HPrimeConfig(width=32, heads=2, layers=2, ffn=2), HPrimeTrainConfig(), 0).model
+    x = XModel.for_task(task, XConfig(width=16, heads=2, embed=8, enc_layers=1, dec_layers=1, ffn=2))
+    seen = []
+    step, encode = hp.step, x.encode
+
+    def recording_step(*a, **k):
+        out = step(*a, **k)
+        seen.append(torch.is_grad_enabled() or out.requires_grad)
+        return out
+
+    hp.step = recording_step
+    x.encode = lambda *a, **k: (seen.append(torch.is_grad_enabled()), encode(*a, **k))[1]
+    amplify_hprime(task, hp, x, batch.facts, batch.fact_mask, batch.questions, batch.db, np.random.default_rng(0))
+    assert seen and not any(seen)
+
+
 def test_kv_cache_decoding_equals_full_forward():
     task = tiny_task()
     torch.manual_seed(3)
