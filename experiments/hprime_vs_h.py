@@ -19,9 +19,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 
 
-def compare(cfg: dict, task_name: str, seed: int, i: int, contexts: int, device: str = "cpu") -> dict:
-    from amplification import paths, stages
-    from amplification.amplify import amplify_h_with_x, amplify_hprime
+def iteration(cfg: dict, task_name: str, seed: int, i: int, device: str = "cpu"):
+    """Iteration i's amplify inputs of a finished run: (stage context, sample batch, X_{i-1}'s
+    teacher, H'_i). Shared by the experiment scripts that recompute a study iteration's targets."""
+    from amplification import stages
     from amplification.checkpoint import load_hprime, load_x
 
     if i < 1:
@@ -29,18 +30,48 @@ def compare(cfg: dict, task_name: str, seed: int, i: int, contexts: int, device:
     c = stages.Ctx(cfg, task_name, "amplification", seed, i)
     ins = c.inp("amplify")
     s = stages.arrays_to_batch(stages.load_npz(ins["sample"]))
-    n = min(contexts, len(s.facts))
+    return c, s, load_x(ins["model"], device, teacher=True), load_hprime(ins["hprime"], device)
+
+
+def _first(s, n: int):
+    return s.facts[:n], s.fact_mask[:n], {k: v[:n] for k, v in s.db.items()}
+
+
+def _oracle_rng(seed: int, i: int):
+    return np.random.default_rng([seed, i, 99])  # the same oracle draws for H' and for H
+
+
+def with_hprime(c, s, x, hp, seed: int, i: int, n: int, device: str = "cpu"):
+    """Transcripts of Amplify^{H'}(X) on the first n sampled contexts (their answers: the targets)."""
+    from amplification.amplify import amplify_hprime
+
+    facts, mask, db = _first(s, n)
+    return amplify_hprime(c.task, hp, x, facts, mask, s.questions[:n], db, _oracle_rng(seed, i), device,
+                          repeats=c.sec["amplify"].repeats)
+
+
+def with_h(c, s, x, seed: int, i: int, n: int, device: str = "cpu") -> np.ndarray:
+    """Answers of Amplify^H(X), the scripted human in H' place, on the same questions and draws."""
+    from amplification.amplify import amplify_h_with_x
+
+    facts, mask, db = _first(s, n)
     Q = s.questions.shape[1]
-    x = load_x(ins["model"], device, teacher=True)
-    hp = load_hprime(ins["hprime"], device)
-    db = {k: v[:n] for k, v in s.db.items()}
-    rng = lambda: np.random.default_rng([seed, i, 99])  # noqa: E731 - the same oracle draws for both
-    by_hp = amplify_hprime(c.task, hp, x, s.facts[:n], s.fact_mask[:n], s.questions[:n], db, rng(), device,
-                           repeats=c.sec["amplify"].repeats).answers
-    by_h = amplify_h_with_x(c.task, x, s.facts[:n], s.fact_mask[:n], np.repeat(np.arange(n), Q),
-                            s.questions[:n].reshape(n * Q, -1), db, rng(), device,
-                            repeats=c.sec["amplify"].repeats).answers
-    truth, cls = s.answers[:n].reshape(n * Q, -1), s.classes[:n].reshape(-1)
+    return amplify_h_with_x(c.task, x, facts, mask, np.repeat(np.arange(n), Q), s.questions[:n].reshape(n * Q, -1),
+                            db, _oracle_rng(seed, i), device, repeats=c.sec["amplify"].repeats).answers
+
+
+def truth_and_classes(s, n: int):
+    return s.answers[:n].reshape(-1, s.answers.shape[-1]), s.classes[:n].reshape(-1)
+
+
+def compare(cfg: dict, task_name: str, seed: int, i: int, contexts: int, device: str = "cpu") -> dict:
+    from amplification import paths
+
+    c, s, x, hp = iteration(cfg, task_name, seed, i, device)
+    n = min(contexts, len(s.facts))
+    by_hp = with_hprime(c, s, x, hp, seed, i, n, device).answers
+    by_h = with_h(c, s, x, seed, i, n, device)
+    truth, cls = truth_and_classes(s, n)
     ok_hp, ok_h, same = ((by_hp == truth).all(-1), (by_h == truth).all(-1), (by_hp == by_h).all(-1))
     rows = {"all": (len(cls), ok_hp.mean(), ok_h.mean(), same.mean())}
     for k, name in enumerate(c.task.class_names):
@@ -50,22 +81,33 @@ def compare(cfg: dict, task_name: str, seed: int, i: int, contexts: int, device:
     return {"size": int(s.size), "rows": rows, "run": paths.run_dir(c.results, task_name, "amplification", seed)}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_study_args(ap: argparse.ArgumentParser, contexts: int, task: bool = True) -> None:
+    """The options of every script that reads one iteration of a finished study run."""
     ap.add_argument("--config", default="config/config.yaml", help="the study's config")
-    ap.add_argument("--task", required=True)
+    ap.add_argument("--results", help="the study's results folder (default: the config's results_dir)")
+    if task:
+        ap.add_argument("--task", required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--iter", type=int, required=True, help="iteration (>= 1) whose targets to recompute")
-    ap.add_argument("--contexts", type=int, default=128, help="how many of its sampled contexts")
+    ap.add_argument("--contexts", type=int, default=contexts, help="how many of its sampled contexts")
     ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
 
+
+def study_config(args) -> dict:
+    """Torch threads set, the study's config loaded (its results folder replaced by --results)."""
     import torch
 
     from amplification.config import load_config
 
     torch.set_num_threads(args.threads)
-    r = compare(load_config(args.config), args.task, args.seed, args.iter, args.contexts)
+    return load_config(args.config, overrides={"results_dir": args.results} if args.results else None)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_study_args(ap, contexts=128)
+    args = ap.parse_args()
+    r = compare(study_config(args), args.task, args.seed, args.iter, args.contexts)
     print(f"{r['run']} iteration {args.iter} (size {r['size']}): targets right with H' / with H, and H'==H")
     print(f"{'class':10s} {'n':>6s} {'H_prime':>8s} {'H':>6s} {'same':>6s}")
     for name, (n, a, b, same) in r["rows"].items():

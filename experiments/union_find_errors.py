@@ -21,25 +21,19 @@ from collections import Counter
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
+from hprime_vs_h import add_study_args, iteration, study_config, truth_and_classes, with_hprime  # noqa: E402
 
 
 def breakdown(cfg: dict, seed: int, i: int, contexts: int) -> dict:
-    from amplification import stages
-    from amplification.amplify import amplify_hprime
-    from amplification.checkpoint import load_hprime, load_x
-
-    if i < 1:
-        raise ValueError("--iter must be >= 1 (iteration i's targets come from X_{i-1})")
-    c = stages.Ctx(cfg, "union_find", "amplification", seed, i)
-    T, ins = c.task, c.inp("amplify")
-    s = stages.arrays_to_batch(stages.load_npz(ins["sample"]))
+    c, s, x, hp = iteration(cfg, "union_find", seed, i)
+    T = c.task
     n = min(contexts, len(s.facts))
     db = {k: v[:n] for k, v in s.db.items()}
-    tr = amplify_hprime(T, load_hprime(ins["hprime"]), load_x(ins["model"], teacher=True), s.facts[:n], s.fact_mask[:n],
-                        s.questions[:n], db, np.random.default_rng([seed, i, 99]))
+    tr = with_hprime(c, s, x, hp, seed, i, n)
     Q = s.questions.shape[1]
     ctx = np.repeat(np.arange(n), Q)
-    q, truth = s.questions[:n].reshape(n * Q, -1), s.answers[:n].reshape(n * Q, -1)
+    q = s.questions[:n].reshape(n * Q, -1)
+    truth, _ = truth_and_classes(s, n)
     right = (tr.answers == truth).all(-1)
     name, named = T.decode_names(q[:, 1:1 + T.length])
     px = np.where(named, db["pos"][ctx, name], -1)
@@ -77,21 +71,9 @@ def breakdown(cfg: dict, seed: int, i: int, contexts: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="config/config.yaml", help="the study's config")
-    ap.add_argument("--results", help="the study's results folder (default: the config's results_dir)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--iter", type=int, required=True, help="iteration (>= 1) whose targets to break down")
-    ap.add_argument("--contexts", type=int, default=1024, help="how many of its sampled contexts")
-    ap.add_argument("--threads", type=int, default=1)
+    add_study_args(ap, contexts=1024, task=False)
     args = ap.parse_args()
-
-    import torch
-
-    from amplification.config import load_config
-
-    torch.set_num_threads(args.threads)
-    cfg = load_config(args.config, overrides={"results_dir": args.results} if args.results else None)
-    r = breakdown(cfg, args.seed, args.iter, args.contexts)
+    r = breakdown(study_config(args), args.seed, args.iter, args.contexts)
     print(f"union_find iteration {args.iter} (size {r['size']}): targets of depth-1 and depth-2 questions")
     for cls, v in r["classes"].items():
         print(f"{cls}: {v['n']} questions, {v['right']:.3f} right; wrong: "

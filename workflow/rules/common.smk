@@ -5,6 +5,7 @@ import re
 import shlex
 
 from amplification import paths
+from amplification.server import ENV as SERVER_ENV
 from amplification.tracking import logs_per_run
 from amplification.config import ConfigError, dump, load_config, retype, save_resolved, task_settings
 
@@ -55,7 +56,7 @@ def _start_stage_server():
         [sys.executable, "-m", "amplification.server", "--socket", path, "--parent", str(os.getpid())],
         stdout=subprocess.DEVNULL, stderr=open(os.path.join(LOGS, "stage_server.log"), "ab"))
     _SERVER["path"] = path
-    os.environ.update(AMPLIFICATION_SERVER=path)  # (update, not [...]: the linter reads [...] as a use)
+    os.environ.update({SERVER_ENV: path})  # (update, not [...]: the linter reads [...] as a use)
     deadline = time.time() + 60  # its imports take a few seconds; jobs that start earlier run alone
     while not os.path.exists(path) and _SERVER["proc"].poll() is None and time.time() < deadline:
         time.sleep(0.1)
@@ -73,7 +74,7 @@ def _stop_stage_server():
         import shutil
 
         shutil.rmtree(os.path.dirname(_SERVER.pop("path")), ignore_errors=True)
-    os.environ.pop("AMPLIFICATION_SERVER", None)
+    os.environ.pop(SERVER_ENV, None)
 
 
 onstart:
