@@ -9,6 +9,11 @@ model within the step budget, whatever the method) from what amplification fails
     python experiments/supervised_capacity.py --task permutation --params '{"nchars": 8, "length": 1, "log_iters": 3}'
     python experiments/supervised_capacity.py --task permutation --params '{"nchars": 8, "length": 1, "log_iters": 3}' --pool 384
     python experiments/supervised_capacity.py --task assignments --size 4 --lr 1e-3
+
+`--variant` (assignments only) changes the task to locate what X fails to learn:
+`fixed_table`: one operator table for every context, v_a (+) v_b = v_(a+b mod K), so X can compute
+the value without the table facts; `same_operands`: every definition is x := y (+) y, so a value
+needs one operand's value instead of two; `fixed_table,same_operands`: both.
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ def main() -> None:
                     help="X architecture (JSON, keys of hparams.XConfig)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variant", default="", help="assignments diagnostics: fixed_table, same_operands, or both (comma-separated)")
     args = ap.parse_args()
 
     import torch
@@ -49,13 +55,15 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     task = make_task(args.task, **json.loads(args.params))
+    if args.variant:
+        task = assignments_variant(task, args.variant)
     size = task.check_size(args.size or task.max_size)
     d = Distiller(task, XConfig(**json.loads(args.x)),
                   DistillConfig(steps=args.steps, batch_contexts=args.batch, lr=args.lr, warmup=args.warmup, ema_horizon=50),
                   args.seed, "cpu")
     rng = np.random.default_rng([args.seed, 1])
     test = task.generate(128, size, np.random.default_rng([args.seed, 2]), n_questions=8)
-    print(f"{args.task} {json.loads(args.params)} size {size}, pool {args.pool or 'fresh'}, lr {args.lr}, x {args.x}", flush=True)
+    print(f"{args.task}{' (' + args.variant + ')' if args.variant else ''} {json.loads(args.params)} size {size}, pool {args.pool or 'fresh'}, lr {args.lr}, x {args.x}", flush=True)
     data, t0 = None, time.time()
     for s in range(args.steps):
         if args.pool == 0 or s % args.refresh == 0:
@@ -66,6 +74,35 @@ def main() -> None:
         if (s + 1) % args.every == 0:
             r = evaluate_model(task, d.teacher.model, test, "cpu", sampled=False)["greedy"]
             print(f"step {s + 1:6d} {time.time() - t0:5.0f}s " + " ".join(f"{k}={v:.2f}" for k, v in r.items()), flush=True)
+
+
+VARIANTS = ("fixed_table", "same_operands")
+
+
+def assignments_variant(task, variant: str):
+    """The assignments task with the diagnostic changes named in `variant` (see the docstring)."""
+    from amplification.tasks.assignments import SequentialAssignments
+
+    names = set(variant.split(","))
+    if not isinstance(task, SequentialAssignments) or not names <= set(VARIANTS):
+        raise SystemExit(f"error: --variant takes {' and/or '.join(VARIANTS)}, for --task assignments only; got {variant!r}")
+
+    class Variant(type(task)):
+        def _draw_operands(self, rng, n, i_pos):
+            ops = super()._draw_operands(rng, n, i_pos)
+            if "same_operands" in names:
+                ops[..., 1] = ops[..., 0]
+            return ops
+
+        def _draw_table(self, rng, n):
+            table = super()._draw_table(rng, n)  # drawn anyway: the other draws stay as they were
+            if "fixed_table" in names:
+                k = np.arange(self.num_values)
+                table[:] = (k[:, None] + k[None, :]) % self.num_values
+            return table
+
+    task.__class__ = Variant
+    return task
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -82,6 +84,35 @@ def test_assignments_shortcut_solver_reads_every_answer_from_the_facts():
     assert m.pop("solver") == 1.0  # the facts determine every answer
     assert set(m) <= {"depth0", "depth1", "depth2", "depth3-4"} and all(0 <= v <= 1 for v in m.values())
     assert m["depth1"] > 0.3  # the shortcut is far above chance (1/4): why X can sit on it
+
+
+def test_assignments_variants_change_only_what_they_name():
+    import numpy as np
+
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    try:
+        from supervised_capacity import assignments_variant
+    finally:
+        sys.path.pop(0)
+    from amplification.tasks import make_task
+
+    def draw(variant):
+        task = make_task("assignments", nchars=8, length=1, num_values=4)
+        if variant:
+            task = assignments_variant(task, variant)
+        _, _, db = task._contexts(50, 6, np.random.default_rng(3))
+        return db
+
+    plain, both = draw(""), draw("fixed_table,same_operands")
+    compound = both["ops"][..., 0] >= 0
+    assert (both["ops"][..., 0] == both["ops"][..., 1])[compound].all()
+    k = np.arange(4)
+    assert (both["table"] == (k[:, None] + k[None, :]) % 4).all()
+    assert not (plain["ops"][..., 0] == plain["ops"][..., 1])[compound].all()
+    table_only = draw("fixed_table")  # the operands are drawn as without the variant
+    assert (table_only["ops"] == plain["ops"]).all() and (table_only["order"] == plain["order"]).all()
+    with pytest.raises(SystemExit, match="--variant takes"):
+        assignments_variant(make_task("assignments", nchars=8, length=1), "fixed")
 
 
 def test_union_find_errors_sorts_every_wrong_target(tmp_path):

@@ -108,10 +108,8 @@ class SequentialAssignments(Task):
         order = np.argsort(rng.random((n, M)), axis=1)[:, :N]  # names in definition order
         # operands of the i-th definition: uniform, with replacement, over positions 0..i-1
         i_pos = np.arange(L, N)
-        ops = (rng.random((n, N - L, 2)) * i_pos[None, :, None]).astype(np.int64)
-        # drawing the whole table up front and revealing only the pairs used is the same
-        # distribution as drawing each entry when a definition first needs it
-        table = rng.integers(0, K, (n, K, K))
+        ops = self._draw_operands(rng, n, i_pos)
+        table = self._draw_table(rng, n)
         val = np.zeros((n, N), dtype=np.int64)
         val[:, :L] = rng.integers(0, K, (n, L))
         depth = np.zeros((n, N), dtype=np.int64)
@@ -162,6 +160,18 @@ class SequentialAssignments(Task):
         db = {"order": order, "pos": pos, "value": value, "depth": dep, "ops": opn,
               "table": table, "used": used}
         return facts, mask, db
+
+    def _draw_operands(self, rng, n, i_pos):
+        """Operand positions [n, len(i_pos), 2] of the compound definitions: uniform, with
+        replacement, over the variables defined before (positions 0..i-1 for definition i)."""
+        return (rng.random((n, len(i_pos), 2)) * i_pos[None, :, None]).astype(np.int64)
+
+    def _draw_table(self, rng, n):
+        """The operator table [n, K, K] of each context. Drawing it whole up front and revealing
+        only the pairs used is the same distribution as drawing each entry when a definition first
+        needs it. (experiments/supervised_capacity.py overrides both draws for its diagnostics.)"""
+        K = self.num_values
+        return rng.integers(0, K, (n, K, K))
 
     def _questions(self, db, nq, rng):
         order = db["order"]
