@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--x", default='{"width": 96, "heads": 4, "embed": 32, "enc_layers": 3, "dec_layers": 3}',
                     help="X architecture (JSON, keys of hparams.XConfig)")
+    ap.add_argument("--distill", default="{}", help="more DistillConfig keys (JSON), e.g. '{\"weight_decay\": 0.1}'")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variant", default="", help="assignments diagnostics: fixed_table, same_operands, or both (comma-separated)")
@@ -59,11 +60,13 @@ def main() -> None:
         task = assignments_variant(task, args.variant)
     size = task.check_size(args.size or task.max_size)
     d = Distiller(task, XConfig(**json.loads(args.x)),
-                  DistillConfig(steps=args.steps, batch_contexts=args.batch, lr=args.lr, warmup=args.warmup, ema_horizon=50),
+                  DistillConfig(**{"steps": args.steps, "batch_contexts": args.batch, "lr": args.lr, "warmup": args.warmup,
+                                   "ema_horizon": 50, **json.loads(args.distill)}),
                   args.seed, "cpu")
     rng = np.random.default_rng([args.seed, 1])
     test = task.generate(128, size, np.random.default_rng([args.seed, 2]), n_questions=8)
-    print(f"{args.task}{' (' + args.variant + ')' if args.variant else ''} {json.loads(args.params)} size {size}, pool {args.pool or 'fresh'}, lr {args.lr}, x {args.x}", flush=True)
+    print(f"{args.task}{' (' + args.variant + ')' if args.variant else ''} {json.loads(args.params)} size {size}, pool {args.pool or 'fresh'}, lr {args.lr}, x {args.x}"
+          + (f", distill {args.distill}" if json.loads(args.distill) else ""), flush=True)
     data, t0 = None, time.time()
     for s in range(args.steps):
         if args.pool == 0 or s % args.refresh == 0:

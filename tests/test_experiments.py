@@ -135,3 +135,35 @@ def test_union_find_errors_sorts_every_wrong_target(tmp_path):
     for v in r["classes"].values():  # every wrong target gets exactly one reason
         if v["n"]:
             assert sum(v["wrong"].values()) == round(v["n"] * (1 - v["right"]))
+
+
+def test_shortest_path_unreachable_counts_every_unreachable_target(tmp_path):
+    import numpy as np
+    import pytest
+
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    try:
+        from shortest_path_unreachable import unreachable_targets
+    finally:
+        sys.path.pop(0)
+    from amplification import stages
+    from amplification.config import load_config
+
+    cfg = load_config(os.path.join(ROOT, "config", "smoke.yaml"), overrides={
+        "results_dir": str(tmp_path / "r"), "data_dir": str(tmp_path / "d"), "mlflow": {"enabled": False},
+        "tasks": ["shortest_path"], "per_task": {"shortest_path": {"params": {"nchars": 6, "length": 1}}}})
+    stages.run_testset(cfg, "shortest_path")
+    for i in range(2):
+        stages.run_iteration(cfg, "shortest_path", "amplification", 0, i)
+    rows = unreachable_targets(cfg, 0)
+    assert [r["iter"] for r in rows] == [0, 1]
+    task = stages.Ctx(cfg, "shortest_path", "amplification", 0, 0).task
+    for r in rows:
+        s = np.load(os.path.join(tmp_path, "r", "shortest_path", "amplification", "seed0", f"iter{r['iter']}", "sample.npz"))
+        q, a = s["questions"], s["answers"][..., 0]
+        assert r["n"] == int(((q[..., 0] == task.kD) & (a == task.inf)).sum()) > 0
+        assert len(r["finite"]) == task.max_dist + 1
+        assert round(r["inf"] * r["n"]) + sum(r["finite"]) + r["other"] == r["n"]  # each target counted once
+        assert r["x_dinf"] is None or 0.0 <= r["x_dinf"] <= 1.0
+    with pytest.raises(FileNotFoundError, match="seed 5"):
+        unreachable_targets(cfg, 5)
