@@ -137,13 +137,13 @@ def test_union_find_errors_sorts_every_wrong_target(tmp_path):
             assert sum(v["wrong"].values()) == round(v["n"] * (1 - v["right"]))
 
 
-def test_shortest_path_unreachable_counts_every_unreachable_target(tmp_path):
+def test_count_to_infinity_counts_every_target_once(tmp_path):
     import numpy as np
     import pytest
 
     sys.path.insert(0, os.path.join(ROOT, "experiments"))
     try:
-        from shortest_path_unreachable import unreachable_targets
+        from count_to_infinity import depth_overestimates, unreachable_targets
     finally:
         sys.path.pop(0)
     from amplification import stages
@@ -164,6 +164,18 @@ def test_shortest_path_unreachable_counts_every_unreachable_target(tmp_path):
         assert r["n"] == int(((q[..., 0] == task.kD) & (a == task.inf)).sum()) > 0
         assert len(r["finite"]) == task.max_dist + 1
         assert round(r["inf"] * r["n"]) + sum(r["finite"]) + r["other"] == r["n"]  # each target counted once
-        assert r["x_dinf"] is None or 0.0 <= r["x_dinf"] <= 1.0
+        assert r["x"] is None or 0.0 <= r["x"] <= 1.0
     with pytest.raises(FileNotFoundError, match="seed 5"):
         unreachable_targets(cfg, 5)
+    # union find: each depth-1 question's target counted once, by how far above the truth
+    cfg["tasks"] = ["union_find"]
+    cfg["per_task"] = {"union_find": {"params": {"nchars": 8, "length": 1}}}
+    stages.run_testset(cfg, "union_find")
+    for i in range(2):
+        stages.run_iteration(cfg, "union_find", "amplification", 0, i)
+    task = stages.Ctx(cfg, "union_find", "amplification", 0, 0).task
+    for r in depth_overestimates(cfg, 0, 1):
+        s = np.load(os.path.join(tmp_path, "r", "union_find", "amplification", "seed0", f"iter{r['iter']}", "sample.npz"))
+        q, a = s["questions"], s["answers"][..., 0]
+        assert r["n"] == int(((q[..., 0] == task.kD) & (a == task.depth0 + 1)).sum()) > 0
+        assert sum(r["over"]) + r["other"] == r["n"] and len(r["over"]) == task.max_depth
