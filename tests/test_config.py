@@ -116,6 +116,8 @@ def test_configs_do_not_share_output_folders():
     (["seeds=[0, 0]"], "config: seeds: [0, 0] has non-unique elements"),
     (["per_task.permutation.params.log_iters=1"], "config: per_task.permutation.params: log_iters must be"),
     (["defaults.params.bogus=3"], "config: defaults.params:"),
+    (["per_task.permutation.params.nchars=true"], "config: per_task.permutation.params: nchars must be an integer"),
+    (["per_task.shortest_path.params.check_step=3"], "config: per_task.shortest_path.params: check_step must be true or false"),
 ])
 def test_errors_name_the_key(override, message):
     with pytest.raises(ConfigError) as e:

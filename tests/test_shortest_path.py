@@ -208,6 +208,33 @@ def test_h_distance_rules():
     assert script(task, q, ["?", "ad", "ad"])[1] == "?"  # malformed distance -> unknown
 
 
+def test_h_distance_check_step_option():
+    task = make_task("shortest_path", check_step=True)  # deviation, off by default
+    assert task.params["check_step"] is True and "check_step" not in make_task("shortest_path").params
+    q = np.r_[task.vocab.labels.index("D"), task.encode_names(1), task.encode_names(2)]
+    assert script(task, q, ["1"]) == (["E ab ac"], "1")
+    assert script(task, q, ["?", "?"])[1] == "inf"  # no vertex as the step: inf, as without the check
+    # X names b itself as the step of a non-edge: unchecked, 1 + d(b, b) = 1; checked: unknown
+    assert script(make_task("shortest_path"), q, ["?", "ac", "0"]) == (["E ab ac", "S ab ac", "D ac ac"], "1")
+    assert script(task, q, ["?", "ac", "?"]) == (["E ab ac", "S ab ac", "E ab ac"], "?")
+    assert script(task, q, ["?", "ad", "1", "4"]) == (["E ab ac", "S ab ac", "E ab ad", "D ad ac"], "5")
+    with pytest.raises(Exception, match="check_step must be true or false"):
+        make_task("shortest_path", check_step="yes")
+
+
+def test_check_step_rounds_fit_and_oracle_h_stays_right():
+    """With oracle sub-answers H with the check still gets every answer right within R rounds."""
+    task = make_task("shortest_path", nchars=8, length=1, check_step=True)
+    rng = np.random.default_rng(5)
+    b = task.generate(20, 8, rng)
+    ctx = np.repeat(np.arange(20), b.questions.shape[1])
+    qs = b.questions.reshape(-1, b.questions.shape[-1])
+    oracle = lambda c, q: task.answer(b.db, c, q, rng)  # noqa: E731
+    tr = amplify_h(task, ctx, qs, oracle, oracle)
+    assert (tr.answers == b.answers.reshape(len(qs), -1)).all()
+    assert tr.asked.max() <= task.rounds
+
+
 def test_h_step_rules():
     task = make_task("shortest_path")
     q = np.r_[task.vocab.labels.index("S"), task.encode_names(1), task.encode_names(2)]

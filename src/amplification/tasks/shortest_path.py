@@ -35,7 +35,10 @@ Distances are BFS hop counts, capped: a true distance above max_dist reads `inf`
   the step is a vertex, and H gets both right.
 
 H (R = 9), as the spec: `distance a b`: edge? -> 1; else c = `step a b`, c not a name -> inf,
-else 1 + `distance c b` (capped; an answer that is no distance token -> unknown). `step a b`:
+else 1 + `distance c b` (capped; an answer that is no distance token -> unknown). With
+`check_step=True` (a deviation, off by default) H first asks `edge a c` and answers unknown when
+X's step is no out-neighbour of a: the spec's H uses the step unchecked, so X naming b itself
+for an unreachable b gives 1 + d(b, b) = 1, the first value of a count to infinity (README). `step a b`:
 edge? -> b; else up to three candidates (twice the model's own `step a b` if the edge check
 confirms it, and `some neighbour of a` from the oracle), each asked `distance c b`; the nearest
 finite one wins (first wins ties), else inf. So sub-answers of the wrong kind lead to inf, not
@@ -54,7 +57,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import HumanGen, Task, check_int
+from .base import HumanGen, Task, TaskError, check_int
 
 # distance bands of the classes: (label, lowest distance, highest distance)
 BANDS = [("0", 0, 0), ("1", 1, 1), ("2", 2, 2), ("3-4", 3, 4), ("5-8", 5, 8), ("9+", 9, None)]
@@ -68,8 +71,12 @@ class ShortestPath(Task):
         "S A B: first vertex on a shortest path from A to B (lowest name wins), or inf",
     ]
 
-    def __init__(self, nchars: int = 8, length: int = 2, max_dist: int | None = None):
+    def __init__(self, nchars: int = 8, length: int = 2, max_dist: int | None = None, check_step: bool = False):
         super().__init__(nchars, length)
+        if not isinstance(check_step, bool):
+            raise TaskError(f"check_step must be true or false, got {check_step!r}")
+        # deviation, off by default: H's `distance a b` checks X's step with `edge a c` (README)
+        self.check_step = check_step
         if max_dist is None:
             # 2 * ceil(log2(names)) as in the original (12 at paper scale); exact integer log
             max_dist = max(1, 2 * (self.n_names - 1).bit_length())
@@ -88,7 +95,8 @@ class ShortestPath(Task):
 
     @property
     def params(self) -> dict:
-        return {**super().params, "max_dist": self.max_dist}
+        # check_step only when on: records and checkpoints written without it stay comparable
+        return {**super().params, "max_dist": self.max_dist, **({"check_step": True} if self.check_step else {})}
 
     def classes_at(self, size: int) -> list[str]:
         size = self.check_size(size)
@@ -226,6 +234,10 @@ class ShortestPath(Task):
             c = yield self.question(self.kS, a, b)
             if self.name_of(c) is None:
                 return self.answer_record(self.inf)
+            if self.check_step:  # a step that is no edge of a gives no distance: unknown
+                e = yield self.question(self.kE, a, c[:L])
+                if e[0] != self.yes:
+                    return self.unknown()
             t = yield self.question(self.kD, c[:L], b)
             return self._plus_one(t)
         cands = []
