@@ -16,9 +16,16 @@ contradict a wrong belief that is consistent with itself:
 A band of wrong values that moves up by one per iteration is the count. X's held-out greedy
 accuracy on the class (Dinf, or D<depth>) is printed beside it.
 
+`--sources I` (shortest path) recomputes iteration I's targets, Amplify^{H'}(X_{I-1}) as the study
+did, on `--contexts` of its sampled contexts, and sorts each wrong finite target of an unreachable
+pair by the step X named: b itself, another vertex that is no out-neighbour of a, or a true
+out-neighbour (whose distance X then got wrong). Only the first two are caught by the
+`check_step` deviation.
+
     python experiments/count_to_infinity.py --task shortest_path --seed 0
     python experiments/count_to_infinity.py --task union_find --depth 2
     python experiments/count_to_infinity.py --config my-study.yaml --results /elsewhere/results --seed 1
+    python experiments/count_to_infinity.py --results /elsewhere/results --seed 1 --sources 2
 """
 from __future__ import annotations
 
@@ -83,6 +90,42 @@ def depth_overestimates(cfg: dict, seed: int, depth: int) -> list[dict]:
     return rows
 
 
+def count_sources(cfg: dict, seed: int, i: int, contexts: int) -> dict:
+    """Shortest path, iteration i: {wrong finite target value: {source: count}} over the
+    unreachable pairs' `distance` questions of the first `contexts` sampled contexts, the source
+    being the step X named in the transcript ("b itself", "no edge of a", "an edge of a")."""
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from hprime_vs_h import iteration, with_hprime
+
+    c, s, x, hp = iteration(cfg, "shortest_path", seed, i)
+    n = min(contexts, len(s.questions))
+    return sort_sources(c.task, s, with_hprime(c, s, x, hp, seed, i, n), n)
+
+
+def sort_sources(task, s, tr, n: int) -> dict:
+    """count_sources on given transcripts tr of the first n contexts of batch s, questions in order."""
+    Q = s.questions.shape[1]
+    qs, truth = s.questions[:n].reshape(n * Q, -1), s.answers[:n].reshape(n * Q, -1)[:, 0]
+    tg = tr.answers[:, 0]
+    wrong = (qs[:, 0] == task.kD) & (truth == task.inf) & (tg >= task.dist0) & (tg < task.inf)
+    L = task.length
+    out: dict = {}
+    for k in np.where(wrong)[0]:
+        steps = [r for r in range(tr.subquestions.shape[1]) if tr.subquestions[k, r, 0] == task.kS]
+        if not steps:
+            src = "no step asked"
+        else:
+            step = tr.subanswers[k, steps[0], :L]
+            a, b = qs[k, 1 : 1 + L], qs[k, 1 + L : 1 + 2 * L]
+            edge = task.answer(s.db, np.array([k // Q]), task.question(task.kE, a, step)[None])[0, 0] == task.yes
+            src = "b itself" if np.array_equal(step, b) else ("an edge of a" if edge else "no edge of a")
+        d = out.setdefault(int(tg[k] - task.dist0), {})
+        d[src] = d.get(src, 0) + 1
+    return dict(sorted(out.items()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", choices=["shortest_path", "union_find"], default="shortest_path")
@@ -90,13 +133,23 @@ def main() -> None:
     ap.add_argument("--config", default="config/config.yaml", help="the study's config (its task parameters)")
     ap.add_argument("--results", help="the study's results folder (default: the config's results_dir)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sources", type=int, metavar="I", help="shortest path: where iteration I's wrong finite targets come from")
+    ap.add_argument("--contexts", type=int, default=1024, help="with --sources: how many sampled contexts")
     args = ap.parse_args()
     if args.depth < 1:
         ap.error(f"--depth must be >= 1, got {args.depth}")
+    if args.sources is not None and args.task != "shortest_path":
+        ap.error("--sources is for --task shortest_path")
     from amplification.config import load_config
 
     try:
         cfg = load_config(args.config, overrides={"results_dir": args.results} if args.results else None)
+        if args.sources is not None:
+            r = count_sources(cfg, args.seed, args.sources, args.contexts)
+            print(f"iteration {args.sources}: wrong finite targets of unreachable pairs, by value and by the step X named")
+            for d, srcs in r.items():
+                print(f"{d:3d}: " + ", ".join(f"{k} {v}" for k, v in sorted(srcs.items())))
+            return
         if args.task == "shortest_path":
             rows, key, cls = unreachable_targets(cfg, args.seed), "finite", "Dinf"
             print("targets of `distance a b` with b unreachable: share `inf`, then counts of each wrong finite target")

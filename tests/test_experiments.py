@@ -143,7 +143,7 @@ def test_count_to_infinity_counts_every_target_once(tmp_path):
 
     sys.path.insert(0, os.path.join(ROOT, "experiments"))
     try:
-        from count_to_infinity import depth_overestimates, unreachable_targets
+        from count_to_infinity import count_sources, depth_overestimates, sort_sources, unreachable_targets
     finally:
         sys.path.pop(0)
     from amplification import stages
@@ -167,6 +167,30 @@ def test_count_to_infinity_counts_every_target_once(tmp_path):
         assert r["x"] is None or 0.0 <= r["x"] <= 1.0
     with pytest.raises(FileNotFoundError, match="seed 5"):
         unreachable_targets(cfg, 5)
+    # recomputing iteration 1's targets on all its contexts finds a source for each wrong finite one
+    src = count_sources(cfg, 0, 1, contexts=10_000)
+    assert {d: sum(v.values()) for d, v in src.items()} == {d: c for d, c in enumerate(rows[1]["finite"]) if c}
+    # a fake X that names b itself as every step and answers 0 to every distance: each unreachable
+    # pair gets the target 1 + d(b, b) = 1, and each is traced to "b itself"
+    from amplification.human import amplify_h
+    from amplification.tasks import make_task
+
+    sp = make_task("shortest_path", nchars=8, length=1)
+    b = sp.generate(30, 6, np.random.default_rng(4))
+    Q = b.questions.shape[1]
+    qs = b.questions.reshape(30 * Q, -1)
+    oracle_rng = np.random.default_rng(5)
+
+    def fake(ctx, q):
+        out = np.zeros((len(q), sp.answer_length), dtype=np.int64)
+        step = q[:, 0] == sp.kS
+        out[step] = q[step, 2:3]
+        out[~step, 0] = sp.dist0
+        return out
+
+    tr = amplify_h(sp, np.repeat(np.arange(30), Q), qs, fake, lambda c, q: sp.answer(b.db, c, q, oracle_rng))
+    unreachable = ((qs[:, 0] == sp.kD) & (b.answers.reshape(-1, 1)[:, 0] == sp.inf)).sum()
+    assert unreachable > 0 and sort_sources(sp, b, tr, 30) == {1: {"b itself": int(unreachable)}}
     # union find: each depth-1 question's target counted once, by how far above the truth
     cfg["tasks"] = ["union_find"]
     cfg["per_task"] = {"union_find": {"params": {"nchars": 8, "length": 1}}}
