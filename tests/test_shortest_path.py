@@ -220,19 +220,28 @@ def test_h_distance_check_step_option():
     assert script(task, q, ["?", "ad", "1", "4"]) == (["E ab ac", "S ab ac", "E ab ad", "D ad ac"], "5")
     with pytest.raises(Exception, match="check_step must be true or false"):
         make_task("shortest_path", check_step="yes")
+    # step_fallback: a step that is no edge is replaced by a random out-neighbour
+    fb = make_task("shortest_path", check_step=True, step_fallback=True)
+    assert fb.params["step_fallback"] is True
+    assert script(fb, q, ["?", "ac", "?", "ae", "3"]) == (["E ab ac", "S ab ac", "E ab ac", "N ab", "D ae ac"], "4")
+    assert script(fb, q, ["?", "ad", "?", "?"]) == (["E ab ac", "S ab ac", "E ab ad", "N ab"], "inf")  # no out-edge
+    assert script(fb, q, ["?", "ad", "1", "2"])[1] == "3"  # a checked step is used as before
+    with pytest.raises(Exception, match="step_fallback needs check_step"):
+        make_task("shortest_path", step_fallback=True)
 
 
 def test_check_step_rounds_fit_and_oracle_h_stays_right():
     """With oracle sub-answers H with the check still gets every answer right within R rounds."""
-    task = make_task("shortest_path", nchars=8, length=1, check_step=True)
-    rng = np.random.default_rng(5)
-    b = task.generate(20, 8, rng)
-    ctx = np.repeat(np.arange(20), b.questions.shape[1])
-    qs = b.questions.reshape(-1, b.questions.shape[-1])
-    oracle = lambda c, q: task.answer(b.db, c, q, rng)  # noqa: E731
-    tr = amplify_h(task, ctx, qs, oracle, oracle)
-    assert (tr.answers == b.answers.reshape(len(qs), -1)).all()
-    assert tr.asked.max() <= task.rounds
+    for fallback in (False, True):
+        task = make_task("shortest_path", nchars=8, length=1, check_step=True, step_fallback=fallback)
+        rng = np.random.default_rng(5)
+        b = task.generate(20, 8, rng)
+        ctx = np.repeat(np.arange(20), b.questions.shape[1])
+        qs = b.questions.reshape(-1, b.questions.shape[-1])
+        oracle = lambda c, q: task.answer(b.db, c, q, rng)  # noqa: E731
+        tr = amplify_h(task, ctx, qs, oracle, oracle)
+        assert (tr.answers == b.answers.reshape(len(qs), -1)).all()
+        assert tr.asked.max() <= task.rounds
 
 
 def test_h_step_rules():

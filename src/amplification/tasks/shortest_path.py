@@ -38,7 +38,10 @@ H (R = 9), as the spec: `distance a b`: edge? -> 1; else c = `step a b`, c not a
 else 1 + `distance c b` (capped; an answer that is no distance token -> unknown). With
 `check_step=True` (a deviation, off by default) H first asks `edge a c` and answers unknown when
 X's step is no out-neighbour of a: the spec's H uses the step unchecked, so X naming b itself
-for an unreachable b gives 1 + d(b, b) = 1, the first value of a count to infinity (README). `step a b`:
+for an unreachable b gives 1 + d(b, b) = 1, the first value of a count to infinity (README).
+With `step_fallback=True` as well, it asks `some neighbour of a` instead and answers 1 +
+`distance n b` for that neighbour n (an upper bound when X's distance is right; inf when a has
+no out-edge), so the question still gets a target. `step a b`:
 edge? -> b; else up to three candidates (twice the model's own `step a b` if the edge check
 confirms it, and `some neighbour of a` from the oracle), each asked `distance c b`; the nearest
 finite one wins (first wins ties), else inf. So sub-answers of the wrong kind lead to inf, not
@@ -71,12 +74,17 @@ class ShortestPath(Task):
         "S A B: first vertex on a shortest path from A to B (lowest name wins), or inf",
     ]
 
-    def __init__(self, nchars: int = 8, length: int = 2, max_dist: int | None = None, check_step: bool = False):
+    def __init__(self, nchars: int = 8, length: int = 2, max_dist: int | None = None, check_step: bool = False,
+                 step_fallback: bool = False):
         super().__init__(nchars, length)
-        if not isinstance(check_step, bool):
-            raise TaskError(f"check_step must be true or false, got {check_step!r}")
-        # deviation, off by default: H's `distance a b` checks X's step with `edge a c` (README)
-        self.check_step = check_step
+        for name, value in (("check_step", check_step), ("step_fallback", step_fallback)):
+            if not isinstance(value, bool):
+                raise TaskError(f"{name} must be true or false, got {value!r}")
+        if step_fallback and not check_step:
+            raise TaskError("step_fallback needs check_step: true")
+        # deviations, off by default: H's `distance a b` checks X's step with `edge a c` and, with
+        # step_fallback, goes on from a random out-neighbour instead of answering unknown (README)
+        self.check_step, self.step_fallback = check_step, step_fallback
         if max_dist is None:
             # 2 * ceil(log2(names)) as in the original (12 at paper scale); exact integer log
             max_dist = max(1, 2 * (self.n_names - 1).bit_length())
@@ -95,8 +103,9 @@ class ShortestPath(Task):
 
     @property
     def params(self) -> dict:
-        # check_step only when on: records and checkpoints written without it stay comparable
-        return {**super().params, "max_dist": self.max_dist, **({"check_step": True} if self.check_step else {})}
+        # the deviations only when on: records and checkpoints written without them stay comparable
+        on = {k: True for k in ("check_step", "step_fallback") if getattr(self, k)}
+        return {**super().params, "max_dist": self.max_dist, **on}
 
     def classes_at(self, size: int) -> list[str]:
         size = self.check_size(size)
@@ -234,10 +243,14 @@ class ShortestPath(Task):
             c = yield self.question(self.kS, a, b)
             if self.name_of(c) is None:
                 return self.answer_record(self.inf)
-            if self.check_step:  # a step that is no edge of a gives no distance: unknown
+            if self.check_step:  # a step that is no edge of a gives no distance: unknown ...
                 e = yield self.question(self.kE, a, c[:L])
                 if e[0] != self.yes:
-                    return self.unknown()
+                    if not self.step_fallback:
+                        return self.unknown()
+                    c = yield self.question(self.kN, a)  # ... or go on from a random out-neighbour
+                    if self.name_of(c) is None:  # a has no out-edges
+                        return self.answer_record(self.inf)
             t = yield self.question(self.kD, c[:L], b)
             return self._plus_one(t)
         cands = []
