@@ -55,6 +55,8 @@ def main():
     ap.add_argument("--steps", type=int, default=20, help="distil steps timed (GPU check: a few hundred)")
     ap.add_argument("--iter-contexts", type=int, default=512, help="contexts per iteration (pipeline ratio)")
     ap.add_argument("--iter-steps", type=int, default=200, help="distil steps per iteration (pipeline ratio)")
+    ap.add_argument("--autograd-amplify", action="store_true",
+                    help="run Amplify^H'(X) with autograd on, as before the memory fix (its peak memory, for comparison)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     dev = args.device
@@ -96,18 +98,28 @@ def main():
 
     rng = np.random.default_rng(0)
 
+    amp_fn = amplify_hprime.__wrapped__ if args.autograd_amplify else amplify_hprime  # no_grad's inner function
+
     def amplify():
         with autocast:
-            amplify_hprime(task, hp.model, d.teacher.model, b.facts, b.fact_mask, b.questions, b.db, rng, dev)
+            amp_fn(task, hp.model, d.teacher.model, b.facts, b.fact_mask, b.questions, b.db, rng, dev)
 
     t_step = timeit(lambda: distil_steps(1), dev)
+    if dev == "cuda":  # Amplify^H'(X)'s own peak, above what the models and optimiser already hold
+        sync(dev)
+        torch.cuda.reset_peak_memory_stats()
+        held = torch.cuda.memory_allocated()
     t_amp = timeit(amplify, dev)
+    amp_peak = (torch.cuda.max_memory_allocated() - held) / 2**30 if dev == "cuda" else None
     t_sup = timeit(supervised_targets, dev)
     t_many = timeit(lambda: distil_steps(args.steps), dev, repeats=1)
     print("\n1. targets against distillation (same batch)")
     print(f"   distil step: {t_step * 1e3:8.1f} ms  ({nq / t_step:9.0f} questions/s)   "
           f"{args.steps} steps: {args.steps / t_many:.2f} steps/s")
-    print(f"   Amplify^H'(X) targets: {t_amp * 1e3:8.1f} ms  ({nq / t_amp:9.0f} questions/s)")
+    print(f"   Amplify^H'(X) targets: {t_amp * 1e3:8.1f} ms  ({nq / t_amp:9.0f} questions/s)"
+          + (" [autograd on, as before the fix]" if args.autograd_amplify else ""))
+    if amp_peak is not None:
+        print(f"   Amplify^H'(X) peak GPU memory above the models': {amp_peak:.2f} GiB")
     print(f"   supervised targets (generation with ground truth): {t_sup * 1e3:.1f} ms")
     print(f"   targets/step cost ratio on one batch: amplification {(t_step + t_amp) / (t_step + t_sup):.2f}x supervised")
     # one pipeline iteration: targets for iter_contexts contexts, then iter_steps distil steps;
