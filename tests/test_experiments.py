@@ -20,6 +20,32 @@ def run(script, *args):
     return out.stdout
 
 
+def experiment(name):
+    """An experiment script imported as a module (experiments/ is no package)."""
+    import importlib
+
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.pop(0)
+
+
+def smoke_study(tmp_path, task="permutation", params=None):
+    """The smoke config's two amplification iterations of one task, seed 0; -> the config."""
+    from amplification import stages
+    from amplification.config import load_config
+
+    over = {"results_dir": str(tmp_path / "r"), "data_dir": str(tmp_path / "d"), "mlflow": {"enabled": False}}
+    if task != "permutation":
+        over.update(tasks=[task], per_task={task: {"params": params}})
+    cfg = load_config(os.path.join(ROOT, "config", "smoke.yaml"), overrides=over)
+    stages.run_testset(cfg, task)
+    for i in range(2):
+        stages.run_iteration(cfg, task, "amplification", 0, i)
+    return cfg
+
+
 def test_supervised_capacity_prints_curves_by_class():
     out = run("supervised_capacity.py", "--task", "permutation", "--params", '{"nchars": 4, "length": 1, "log_iters": 3}',
               "--steps", "4", "--every", "2", "--batch", "4", "--x", '{"width": 16, "heads": 2, "embed": 8, "enc_layers": 1, "dec_layers": 1}')
@@ -45,18 +71,10 @@ def test_reduced_permutation_one_iteration_each_method():
 
 
 def test_hprime_vs_h_compares_a_study_iteration(tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, "experiments"))
     import pytest
 
-    from amplification import stages
-    from amplification.config import load_config
-    from hprime_vs_h import compare
-
-    cfg = load_config(os.path.join(ROOT, "config", "smoke.yaml"), overrides={
-        "results_dir": str(tmp_path / "r"), "data_dir": str(tmp_path / "d"), "mlflow": {"enabled": False}})
-    stages.run_testset(cfg, "permutation")
-    for i in range(2):
-        stages.run_iteration(cfg, "permutation", "amplification", 0, i)
+    compare = experiment("hprime_vs_h").compare
+    cfg = smoke_study(tmp_path)
     r = compare(cfg, "permutation", 0, 1, contexts=3)
     n_all = r["rows"]["all"][0]
     assert n_all == 3 * 4  # 3 contexts x one question per fact (4 names)
@@ -65,7 +83,7 @@ def test_hprime_vs_h_compares_a_study_iteration(tmp_path):
     with pytest.raises(ValueError, match="--iter must be >= 1"):
         compare(cfg, "permutation", 0, 0, contexts=3)
     # the same iteration, with H' given fresh transcripts from X_0 and a few more steps
-    from hprime_more_data import measure
+    measure = experiment("hprime_more_data").measure
 
     base = measure(cfg, "permutation", 0, 1, new=0, steps=0, contexts=3)
     more = measure(cfg, "permutation", 0, 1, new=5, steps=2, contexts=3)
@@ -75,11 +93,7 @@ def test_hprime_vs_h_compares_a_study_iteration(tmp_path):
 
 
 def test_assignments_shortcut_solver_reads_every_answer_from_the_facts():
-    sys.path.insert(0, os.path.join(ROOT, "experiments"))
-    try:
-        from assignments_shortcut import measure
-    finally:
-        sys.path.pop(0)
+    measure = experiment("assignments_shortcut").measure
     m = measure(size=5, values=4, contexts=40)
     assert m.pop("solver") == 1.0  # the facts determine every answer
     assert set(m) <= {"depth0", "depth1", "depth2", "depth3-4"} and all(0 <= v <= 1 for v in m.values())
@@ -89,11 +103,7 @@ def test_assignments_shortcut_solver_reads_every_answer_from_the_facts():
 def test_assignments_variants_change_only_what_they_name():
     import numpy as np
 
-    sys.path.insert(0, os.path.join(ROOT, "experiments"))
-    try:
-        from supervised_capacity import assignments_variant
-    finally:
-        sys.path.pop(0)
+    assignments_variant = experiment("supervised_capacity").assignments_variant
     from amplification.tasks import make_task
 
     def draw(variant):
@@ -116,20 +126,8 @@ def test_assignments_variants_change_only_what_they_name():
 
 
 def test_union_find_errors_sorts_every_wrong_target(tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, "experiments"))
-    try:
-        from union_find_errors import breakdown
-    finally:
-        sys.path.pop(0)
-    from amplification import stages
-    from amplification.config import load_config
-
-    cfg = load_config(os.path.join(ROOT, "config", "smoke.yaml"), overrides={
-        "results_dir": str(tmp_path / "r"), "data_dir": str(tmp_path / "d"), "mlflow": {"enabled": False},
-        "tasks": ["union_find"], "per_task": {"union_find": {"params": {"nchars": 8, "length": 1}}}})
-    stages.run_testset(cfg, "union_find")
-    for i in range(2):
-        stages.run_iteration(cfg, "union_find", "amplification", 0, i)
+    breakdown = experiment("union_find_errors").breakdown
+    cfg = smoke_study(tmp_path, "union_find", {"nchars": 8, "length": 1})
     r = breakdown(cfg, 0, 1, contexts=8)
     assert set(r["classes"]) == {"P1", "P2", "D1", "D2", "V1", "V2"}
     for v in r["classes"].values():  # every wrong target gets exactly one reason
@@ -141,20 +139,12 @@ def test_count_to_infinity_counts_every_target_once(tmp_path):
     import numpy as np
     import pytest
 
-    sys.path.insert(0, os.path.join(ROOT, "experiments"))
-    try:
-        from count_to_infinity import count_sources, depth_overestimates, sort_sources, unreachable_targets
-    finally:
-        sys.path.pop(0)
+    cti = experiment("count_to_infinity")
+    count_sources, depth_overestimates = cti.count_sources, cti.depth_overestimates
+    sort_sources, unreachable_targets = cti.sort_sources, cti.unreachable_targets
     from amplification import stages
-    from amplification.config import load_config
 
-    cfg = load_config(os.path.join(ROOT, "config", "smoke.yaml"), overrides={
-        "results_dir": str(tmp_path / "r"), "data_dir": str(tmp_path / "d"), "mlflow": {"enabled": False},
-        "tasks": ["shortest_path"], "per_task": {"shortest_path": {"params": {"nchars": 6, "length": 1}}}})
-    stages.run_testset(cfg, "shortest_path")
-    for i in range(2):
-        stages.run_iteration(cfg, "shortest_path", "amplification", 0, i)
+    cfg = smoke_study(tmp_path, "shortest_path", {"nchars": 6, "length": 1})
     rows = unreachable_targets(cfg, 0)
     assert [r["iter"] for r in rows] == [0, 1]
     task = stages.Ctx(cfg, "shortest_path", "amplification", 0, 0).task
@@ -192,11 +182,7 @@ def test_count_to_infinity_counts_every_target_once(tmp_path):
     unreachable = ((qs[:, 0] == sp.kD) & (b.answers.reshape(-1, 1)[:, 0] == sp.inf)).sum()
     assert unreachable > 0 and sort_sources(sp, b, tr, 30) == {1: {"b itself": int(unreachable)}}
     # union find: each depth-1 question's target counted once, by how far above the truth
-    cfg["tasks"] = ["union_find"]
-    cfg["per_task"] = {"union_find": {"params": {"nchars": 8, "length": 1}}}
-    stages.run_testset(cfg, "union_find")
-    for i in range(2):
-        stages.run_iteration(cfg, "union_find", "amplification", 0, i)
+    cfg = smoke_study(tmp_path, "union_find", {"nchars": 8, "length": 1})
     task = stages.Ctx(cfg, "union_find", "amplification", 0, 0).task
     for r in depth_overestimates(cfg, 0, 1):
         s = np.load(os.path.join(tmp_path, "r", "union_find", "amplification", "seed0", f"iter{r['iter']}", "sample.npz"))
