@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from amplification import paths, stages
+from amplification.cli import main as cli_main
 from amplification.config import dump, load_config
 
 HERE = os.path.dirname(__file__)
@@ -53,19 +54,28 @@ def config_file(tmp_path, name):
     return str(p), cfg
 
 
-def test_stages_through_the_server_equal_the_plain_commands(server, tmp_path):
+def test_stages_through_the_server_equal_the_plain_commands(server, tmp_path, capsys):
+    """The plain command runs in this process (cli.main: what `amplification stage ...` runs,
+    without six more torch imports)."""
     path, _ = server
     runs = {}
-    for name, via in (("served", path), ("plain", str(tmp_path / "no-such.sock"))):  # no server: runs itself
+    for name in ("served", "plain"):
         cfg_path, cfg = config_file(tmp_path, name)
         if name == "served":
-            r = client(["stage", "testset", "--config", cfg_path, "--task", "permutation"], via)
+            r = client(["stage", "testset", "--config", cfg_path, "--task", "permutation"], path)
             assert r.returncode == 0, r.stderr
         for stage in ("sample", "decompose", "train_hprime", "amplify", "distill", "evaluate"):
-            r = client(["stage", stage, "--config", cfg_path, "--task", "permutation", "--method", "amplification",
-                        "--seed", "0", "--iter", "0"], via)
-            assert r.returncode == 0, r.stderr
-            assert isinstance(json.loads(r.stdout.strip().splitlines()[-1]), dict)  # the job's stdout came back
+            args = ["stage", stage, "--config", cfg_path, "--task", "permutation", "--method", "amplification",
+                    "--seed", "0", "--iter", "0"]
+            if name == "served":
+                r = client(args, path)
+                assert r.returncode == 0, r.stderr
+                out = r.stdout
+            else:
+                capsys.readouterr()
+                assert cli_main(args) == 0
+                out = capsys.readouterr().out
+            assert isinstance(json.loads(out.strip().splitlines()[-1]), dict)  # the job's stdout came back
         runs[name] = cfg
     a, b = (paths.iter_dir(runs[n]["results_dir"], "permutation", "amplification", 0, 0) for n in ("served", "plain"))
     for f in ("sample.npz", "transcripts.npz", "targets.npz"):

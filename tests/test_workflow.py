@@ -180,21 +180,17 @@ def test_invalid_config_fails_before_any_job(wd, args, key):
 # ---- running the DAG with the fake stages ---------------------------------------------------------
 def test_fake_study_rerun_semantics(wd):
     """Whole DAG; a second run does nothing; --forcerun distill --until reruns only what it should;
-    a changed setting of one task reruns exactly that task."""
-    r = sm(wd, "--cores", "2", *SMOKE, "--config", "tasks=[permutation, wildcard]")
+    a changed setting of one task reruns exactly that task. (MLflow off: its logging is
+    test_fake_study_mlflow_*'s; here it would cost ~2 s per evaluate job.)"""
+    more = ["--config", "tasks=[permutation, wildcard]", "mlflow={enabled: false}"]
+    r = sm(wd, "--cores", "2", *SMOKE, *more)
     for p in ["results-smoke/summary.csv", "results-smoke/metrics.csv", "results-smoke/summary.json",
               "results-smoke/figures/accuracy_vs_steps.png", AMP_I1, "data-smoke/testsets/wildcard.npz",
               "logs/smoke/permutation/amplification/seed0/iter1/distill.log"]:
         assert os.path.exists(os.path.join(wd, p)), p
     assert "fake stage distill" in open(os.path.join(wd, "logs/smoke/permutation/amplification/seed0/iter1/distill.log")).read()
-    # MLflow got the iterations (evaluate logs them)
-    from mlflow.tracking import MlflowClient
+    assert not os.path.exists(os.path.join(wd, "mlflow.db"))
 
-    c = MlflowClient(tracking_uri=f"sqlite:///{wd}/mlflow.db")
-    exp = c.get_experiment_by_name("iterated-amplification")
-    assert len(c.search_runs([exp.experiment_id], "tags.level = 'iteration'")) == 2 * 2 * 2
-
-    more = ["--config", "tasks=[permutation, wildcard]"]
     r = sm(wd, "--cores", "2", *SMOKE, *more)
     assert "Nothing to be done" in r.stdout + r.stderr
 
@@ -213,17 +209,18 @@ def test_fake_study_rerun_semantics(wd):
     assert "Nothing to be done" in r.stdout + r.stderr
 
     # params trigger: a changed setting of wildcard reruns wildcard's jobs only
-    r = sm(wd, "-n", "--quiet", "rules", *SMOKE, "--config", "tasks=[permutation, wildcard]",
-           "per_task={wildcard: {distill: {steps: 5}}}")
+    r = sm(wd, "-n", "--quiet", "rules", *SMOKE, *more, "per_task={wildcard: {distill: {steps: 5}}}")
     assert job_counts(r) == {"sample": 4, "decompose": 2, "train_hprime": 2, "amplify": 4, "distill": 4,
                              "evaluate": 4, "summary": 1, "figures": 1, "all": 1}  # not the test set
-    # while a change of threads or MLflow settings reruns nothing
-    r = sm(wd, "-n", *SMOKE, *more, "threads=2", "mlflow={enabled: false}")
+    # while a change of threads or MLflow settings (per-iteration logging: no new jobs) reruns nothing
+    r = sm(wd, "-n", *SMOKE, "--config", "tasks=[permutation, wildcard]", "threads=2",
+           "mlflow={enabled: true, log: iteration}")
     assert "Nothing to be done" in r.stdout + r.stderr
 
 
-def test_fake_study_mlflow_log_per_run(wd):
-    """mlflow.log: run: evaluate logs nothing; one track job per run logs all its iterations."""
+def test_fake_study_mlflow_logging(wd):
+    """mlflow.log: run: evaluate logs nothing; one track job per run logs all its iterations.
+    mlflow.log: iteration: an evaluate job logs its iteration into the same MLflow run."""
     r = sm(wd, "--cores", "2", *SMOKE, "--config", "mlflow={log: run}")
     assert job_counts(r)["track"] == 2
     for method in ("amplification", "supervised"):
@@ -235,7 +232,20 @@ def test_fake_study_mlflow_log_per_run(wd):
 
     c = MlflowClient(tracking_uri=f"sqlite:///{wd}/mlflow.db")
     exp = c.get_experiment_by_name("iterated-amplification")
-    assert len(c.search_runs([exp.experiment_id], "tags.level = 'iteration'")) == 2 * 2
+    runs = c.search_runs([exp.experiment_id], "tags.level = 'iteration'")
+    assert sorted((r.data.tags["method"], r.data.tags["iteration"]) for r in runs) == [
+        (m, i) for m in ("amplification", "supervised") for i in ("0", "1")]
+    assert all("accuracy/teacher/greedy" in r.data.metrics for r in runs)
+    # mlflow.log: iteration: the evaluate job logs its own iteration (its run, deleted here, comes back)
+    [it0] = [r.info.run_id for r in runs if r.data.tags["method"] == "amplification" and r.data.tags["iteration"] == "0"]
+    c.delete_run(it0)
+    r = sm(wd, "--cores", "2", *SMOKE, "--config", "mlflow={log: iteration}", "--forcerun", "evaluate",
+           "--until", AMP_I1.replace("iter1", "iter0"))
+    assert job_counts(r) == {"evaluate": 1}
+    again = {(r.data.tags["method"], r.data.tags["iteration"]): r for r in
+             c.search_runs([exp.experiment_id], "tags.level = 'iteration'")}
+    assert len(again) == 4 and again["amplification", "0"].info.run_id != it0
+    assert "accuracy/teacher/greedy" in again["amplification", "0"].data.metrics
     # a tracking server that is down: the track jobs warn, the study still completes
     r = sm(wd, "--cores", "2", *SMOKE, "--config", "mlflow={log: run}", "--forcerun", "track",
            MLFLOW_TRACKING_URI="http://127.0.0.1:9")
@@ -247,7 +257,7 @@ def test_fake_kill_resume(wd):
     """SIGKILL in the middle of a distill, unlock, rerun: no finished stage reruns, same metrics."""
     r = subprocess.run([sys.executable, os.path.join(wd, "scripts", "kill_resume_check.py"), "--cores", "2",
                         "--no-mlflow"],
-                       cwd=wd, env=env_for(wd, FAKE_STAGE_SLEEP="distill:2"), capture_output=True, text=True,
+                       cwd=wd, env=env_for(wd, FAKE_STAGE_SLEEP="distill:1"), capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "ok: no finished stage ran again" in r.stdout and "PASS" in r.stdout
