@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--dec-layers", type=int, default=3)
     ap.add_argument("--width", type=int, default=96)
     ap.add_argument("--match-bias", action="store_true", help="X's token-match attention bias (x.match_bias)")
-    ap.add_argument("--repeats", choices=["sample", "greedy"], default="greedy",
+    ap.add_argument("--repeats", choices=["sample", "greedy", "all"], default="greedy",
                     help="how X answers a subquestion asked again in one transcript")
     ap.add_argument("--threshold", type=float, default=0.85, help="curriculum: agreement that promotes (paper: 0.85)")
     ap.add_argument("--start-size", type=int, default=None, help="first curriculum size (default: the task's)")

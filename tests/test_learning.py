@@ -224,6 +224,7 @@ class OracleX:
 
     def generate(self, mem, f, m, q, greedy=True, generator=None):
         self.sampled = getattr(self, "sampled", 0) + (not greedy)
+        self.greedy = getattr(self, "greedy", 0) + greedy
         B, Q, ql = q.shape
         ctx = np.repeat(np.arange(B), Q)
         return torch.as_tensor(self.task.answer(self.batch.db, ctx, q.numpy().reshape(-1, ql))).view(B, Q, -1)
@@ -271,15 +272,43 @@ def test_repeated_subquestions_get_a_fresh_sample_only_when_asked_for():
     assert calls["sampled"] == 0 and calls["greedy"] > 0
 
 
-@pytest.mark.parametrize("repeats", ["greedy", "sample"])
+@pytest.mark.parametrize("repeats", ["greedy", "sample", "all"])
 def test_amplify_hprime_samples_repeated_subquestions_only_when_asked(repeats):
+    """greedy: X never samples; sample: only the repeats; all: every answer, never greedy."""
     task = make_task("shortest_path", nchars=4, length=1)
     b = task.generate(4, task.max_size, 5, n_questions=6)
     x = OracleX(task, b)
     tr = amplify_hprime(task, ScriptedHPrime(task), x, b.facts, b.fact_mask, b.questions, b.db,
                         np.random.default_rng(0), repeats=repeats)
     assert np.array_equal(tr.answers, b.answers.reshape(24, -1))
-    assert (getattr(x, "sampled", 0) > 0) == (repeats == "sample")
+    assert (getattr(x, "sampled", 0) > 0) == (repeats != "greedy")
+    assert (getattr(x, "greedy", 0) > 0) == (repeats != "all")
+
+
+@pytest.mark.parametrize("repeats", ["greedy", "sample", "all"])
+def test_amplify_h_with_x_decodes_as_repeats_says(repeats, monkeypatch):
+    """Amplify^H(X) (the decompose stage's transcripts): X's answers greedy, a repeat sampled,
+    or every answer sampled; the oracle's answers are right either way."""
+    import amplification.amplify as amp
+
+    task = make_task("shortest_path", nchars=4, length=1)
+    b = task.generate(4, task.max_size, 5, n_questions=6)
+    seen = []
+
+    class FakeAnswerer:
+        def __init__(self, x, facts, mask, device):
+            pass
+
+        def __call__(self, ctx, q, greedy=True, generator=None):
+            seen.append(greedy)
+            return task.answer(b.db, np.asarray(ctx), np.asarray(q))
+
+    monkeypatch.setattr(amp, "XAnswerer", FakeAnswerer)
+    B, Q = b.questions.shape[:2]
+    tr = amp.amplify_h_with_x(task, None, b.facts, b.fact_mask, np.repeat(np.arange(B), Q),
+                              b.questions.reshape(B * Q, -1), b.db, np.random.default_rng(0), repeats=repeats)
+    assert np.array_equal(tr.answers, b.answers.reshape(B * Q, -1))
+    assert (False in seen) == (repeats != "greedy") and (True in seen) == (repeats != "all")
 
 
 def test_checkpoint_resume_is_bit_identical(tmp_path):

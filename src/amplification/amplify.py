@@ -7,7 +7,8 @@ encoding computed once at the start. Finally H' decodes the answer, which is the
 
 X answers greedily. With `repeats="sample"` a subquestion that the same transcript already asked
 gets a fresh sample instead: shortest path and union find check X's guess of `step` / `parent`
-twice, and two greedy answers are one guess (the original sampled every answer).
+twice, and two greedy answers are one guess. `repeats="all"` samples every answer of X, as the
+original did.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def amplify_hprime(task: Task, hp: HPrime, x: XModel, facts, fact_mask, question
     oracle's random primitives; `generator` (torch) the sampling when greedy is False, and X's
     answers to repeated subquestions when `repeats="sample"`."""
     hp.eval(), x.eval()
-    if generator is None and repeats == "sample":  # (only then: the greedy default draws nothing)
+    if generator is None and repeats in ("sample", "all"):  # (only then: the greedy default draws nothing)
         generator = seeded_generator(rng, device)
     B, Q, ql = questions.shape
     al, R, N = task.answer_length, task.rounds, B * Q
@@ -74,7 +75,10 @@ def amplify_hprime(task: Task, hp: HPrime, x: XModel, facts, fact_mask, question
         rest = ~blank & ~prim
         if rest.any():
             qs = to_tensor(sq, device).long().view(B, Q, ql)
-            xa = x.generate(mem, ft, fm, qs).view(N, al).cpu().numpy()
+            if repeats == "all":  # every answer of X sampled, as in the original
+                xa = x.generate(mem, ft, fm, qs, greedy=False, generator=generator).view(N, al).cpu().numpy()
+            else:
+                xa = x.generate(mem, ft, fm, qs).view(N, al).cpu().numpy()
             ans[rest] = xa[rest]
             again = rest & repeated(subq, r, sq) if repeats == "sample" else np.zeros(N, dtype=bool)
             if again.any():
@@ -102,6 +106,9 @@ def amplify_h_with_x(task: Task, x: XModel, facts, fact_mask, ctx, questions, db
     subquestions (a repeated one with a fresh sample, as in `amplify_hprime`), the oracle
     answers primitive ones."""
     answerer = XAnswerer(x, facts, fact_mask, device)
+    if repeats == "all":
+        gen_all = seeded_generator(rng, device)
+        answerer = (lambda a: lambda c, q: a(c, q, greedy=False, generator=gen_all))(answerer)
     oracle = lambda c, q: task.answer(db, np.asarray(c), np.asarray(q), rng)  # noqa: E731
     resample = None
     if repeats == "sample":

@@ -95,13 +95,14 @@ class AmplifyConfig:
     # a subquestion asked again within one transcript (shortest path's `step a b`, union find's
     # `parent x`: the decomposition checks the model's guess twice): "greedy" gives the same
     # answer again (the second ask is then a no-op); "sample" answers the repeat with a fresh
-    # sample at temperature 1, as the original sampled every answer. Measured: shortest path
-    # 46% instead of 74% after 1,650 steps, union find 71% vs 69-70% at 1,800 (README notes)
+    # sample at temperature 1; "all" samples every answer of X, as the original did. Measured:
+    # "sample": shortest path 46% instead of 74% after 1,650 steps; union find (lr 1e-3) 79.3%
+    # and "all" 88.6%, against 90.4% greedy, at 2,100 steps (README notes)
     repeats: str = "greedy"
 
     def __post_init__(self):
-        if self.repeats not in ("sample", "greedy"):
-            raise ValueError(f"amplify.repeats must be 'sample' or 'greedy', got {self.repeats!r}")
+        if self.repeats not in ("sample", "greedy", "all"):
+            raise ValueError(f"amplify.repeats must be 'sample', 'greedy' or 'all', got {self.repeats!r}")
 
 
 SECTIONS = {
