@@ -176,3 +176,24 @@ def test_h_parent_rules():
     assert script(task, q, ["?", "ac", "0", "ac", "0", "ae", "2", "2", "2"])[1] == "ac"  # first wins
     assert script(task, q, ["?", "ac", "0", "ac", "0", "ae", "?", "v1", "4"])[1] == "ae"
     assert script(task, q, ["?", "?", "?", "?"])[1] == "?"
+
+
+def test_h_parent_two_neighbours_option():
+    """neighbours: 2 (a deviation, off by default): one model guess, then two random neighbours."""
+    task = make_task("union_find", neighbours=2)
+    assert task.params["neighbours"] == 2 and "neighbours" not in make_task("union_find").params
+    P = task.vocab.labels.index("P")
+    q = task.question(P, task.encode_names(1))
+    asked, ans = script(task, q, ["?", "ac", "0", "ad", "ae", "3", "1", "2"])
+    assert asked == ["S ab", "P ab", "ab ac", "N ab", "N ab", "D ac", "D ad", "D ae"]
+    assert ans == "ad"
+    assert script(task, q, ["?", "ac", "?", "ad", "ad", "2", "2"]) == (
+        ["S ab", "P ab", "ab ac", "N ab", "N ab", "D ad", "D ad"], "ad")  # a guess that is no edge: dropped
+    assert script(task, q, ["v0"]) == (["S ab"], "ab")
+    # H with the oracle's answers is still exactly right, within its R rounds
+    b = task.generate(40, task.max_size, 3)
+    tr = amplify_h_batch(task, b, rng=0)
+    assert np.array_equal(tr.answers, b.answers.reshape(len(tr.answers), -1)) and tr.asked.max() <= task.rounds
+    for bad in (0, 3, "two"):
+        with pytest.raises(Exception, match="neighbours"):
+            make_task("union_find", neighbours=bad)

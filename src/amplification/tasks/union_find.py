@@ -59,9 +59,12 @@ class UnionFind(Task):
         "D X: X's distance to its root in the tree",
     ]
 
-    def __init__(self, nchars: int = 8, length: int = 2, max_values: int = 8):
+    def __init__(self, nchars: int = 8, length: int = 2, max_values: int = 8, neighbours: int = 1):
         super().__init__(nchars, length)
         self.max_values = check_int("max_values", max_values, 1, 256)
+        # a deviation when 2 (default 1, the spec): `parent x` asks the model once and takes two
+        # random neighbours, since a greedy X answers the spec's second ask with its first guess
+        self.neighbours = check_int("neighbours", neighbours, 1, 2)
         self.n_values = min(math.isqrt(self.n_names), self.max_values)
         self.kV = self.vocab.add("V", "S", "N", "P", "D")  # value, given value, neighbour, parent, depth
         self.kS, self.kN, self.kP, self.kD = self.kV + 1, self.kV + 2, self.kV + 3, self.kV + 4
@@ -78,7 +81,8 @@ class UnionFind(Task):
 
     @property
     def params(self) -> dict:
-        return {**super().params, "max_values": self.max_values}
+        on = {"neighbours": self.neighbours} if self.neighbours != 1 else {}  # records stay comparable
+        return {**super().params, "max_values": self.max_values, **on}
 
     @property
     def start_size(self) -> int:
@@ -239,15 +243,16 @@ class UnionFind(Task):
                 return self.unknown()
             return self.answer_record(self.depth0 + min(d + 1, self.max_depth))
         cands = []
-        for _ in range(2):  # the model's own current guess, checked against the facts
+        for _ in range(3 - self.neighbours):  # the model's own current guess, checked against the facts
             y = yield self.question(self.kP, x)
             if self.name_of(y) is not None:
                 e = yield self.question(x, y[:L])  # adjacency check
                 if e[0] == self.yes:
                     cands.append(y[:L].copy())
-        y = yield self.question(self.kN, x)  # a random true neighbour, from the oracle
-        if self.name_of(y) is not None:
-            cands.append(y[:L].copy())
+        for _ in range(self.neighbours):
+            y = yield self.question(self.kN, x)  # a random true neighbour, from the oracle
+            if self.name_of(y) is not None:
+                cands.append(y[:L].copy())
         best, best_d = None, None
         for c in cands:
             t = yield self.question(self.kD, c)
