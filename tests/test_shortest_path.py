@@ -230,10 +230,36 @@ def test_h_distance_check_step_option():
         make_task("shortest_path", step_fallback=True)
 
 
+def test_h_reject_impossible_option():
+    """reject_impossible (deviation, off by default): H drops sub-answers that contradict what it
+    already knows, at no extra subquestion."""
+    task = make_task("shortest_path", reject_impossible=True)
+    spec = make_task("shortest_path")
+    assert task.params["reject_impossible"] is True and "reject_impossible" not in spec.params
+    D, S = task.vocab.labels.index("D"), task.vocab.labels.index("S")
+    qd = np.r_[D, task.encode_names(1), task.encode_names(2)]  # distance ab ac
+    qs = np.r_[S, task.encode_names(1), task.encode_names(2)]  # step ab ac
+    # X names b itself (or a) as the step of a non-edge: the spec's H answers 1 + d(b, b) = 1
+    assert script(spec, qd, ["?", "ac", "0"])[1] == "1"
+    assert script(task, qd, ["?", "ac"]) == (["E ab ac", "S ab ac"], "?")
+    assert script(task, qd, ["?", "ab"]) == (["E ab ac", "S ab ac"], "?")
+    # a distance of 0 from another vertex than b
+    assert script(spec, qd, ["?", "ad", "0"])[1] == "1"
+    assert script(task, qd, ["?", "ad", "0"]) == (["E ab ac", "S ab ac", "D ad ac"], "?")
+    assert script(task, qd, ["?", "ad", "2"])[1] == "3"  # a possible answer is used as before
+    assert script(task, qd, ["1"])[1] == "1"
+    # step: a candidate at distance 0 that is not b never wins
+    assert script(spec, qs, ["?", "ad", "1", "ad", "1", "af", "0", "0", "3"])[1] == "ad"
+    assert script(task, qs, ["?", "ad", "1", "ad", "1", "af", "0", "0", "3"])[1] == "af"
+    assert script(task, qs, ["?", "ad", "1", "ad", "1", "af", "0", "0", "0"])[1] == "inf"
+    with pytest.raises(Exception, match="reject_impossible must be true or false"):
+        make_task("shortest_path", reject_impossible=1)
+
+
 def test_check_step_rounds_fit_and_oracle_h_stays_right():
     """With oracle sub-answers H with the check still gets every answer right within R rounds."""
-    for fallback in (False, True):
-        task = make_task("shortest_path", nchars=8, length=1, check_step=True, step_fallback=fallback)
+    for opts in (dict(check_step=True), dict(check_step=True, step_fallback=True), dict(reject_impossible=True)):
+        task = make_task("shortest_path", nchars=8, length=1, **opts)
         rng = np.random.default_rng(5)
         b = task.generate(20, 8, rng)
         ctx = np.repeat(np.arange(20), b.questions.shape[1])

@@ -75,9 +75,10 @@ class ShortestPath(Task):
     ]
 
     def __init__(self, nchars: int = 8, length: int = 2, max_dist: int | None = None, check_step: bool = False,
-                 step_fallback: bool = False):
+                 step_fallback: bool = False, reject_impossible: bool = False):
         super().__init__(nchars, length)
-        for name, value in (("check_step", check_step), ("step_fallback", step_fallback)):
+        for name, value in (("check_step", check_step), ("step_fallback", step_fallback),
+                            ("reject_impossible", reject_impossible)):
             if not isinstance(value, bool):
                 raise TaskError(f"{name} must be true or false, got {value!r}")
         if step_fallback and not check_step:
@@ -85,6 +86,10 @@ class ShortestPath(Task):
         # deviations, off by default: H's `distance a b` checks X's step with `edge a c` and, with
         # step_fallback, goes on from a random out-neighbour instead of answering unknown (README)
         self.check_step, self.step_fallback = check_step, step_fallback
+        # a deviation, off by default: H drops sub-answers that contradict what it already knows,
+        # at no extra subquestion: X's step a or b after `edge a b` said no, and a distance of 0
+        # between two different vertices (the two seeds of the count to infinity, README)
+        self.reject_impossible = reject_impossible
         if max_dist is None:
             # 2 * ceil(log2(names)) as in the original (12 at paper scale); exact integer log
             max_dist = max(1, 2 * (self.n_names - 1).bit_length())
@@ -104,7 +109,7 @@ class ShortestPath(Task):
     @property
     def params(self) -> dict:
         # the deviations only when on: records and checkpoints written without them stay comparable
-        on = {k: True for k in ("check_step", "step_fallback") if getattr(self, k)}
+        on = {k: True for k in ("check_step", "step_fallback", "reject_impossible") if getattr(self, k)}
         return {**super().params, "max_dist": self.max_dist, **on}
 
     def classes_at(self, size: int) -> list[str]:
@@ -243,6 +248,8 @@ class ShortestPath(Task):
             c = yield self.question(self.kS, a, b)
             if self.name_of(c) is None:
                 return self.answer_record(self.inf)
+            if self.reject_impossible and (np.array_equal(c[:L], a) or np.array_equal(c[:L], b)):
+                return self.unknown()  # no edge a b, so b is no step; a is never its own step
             if self.check_step:  # a step that is no edge of a gives no distance: unknown ...
                 e = yield self.question(self.kE, a, c[:L])
                 if e[0] != self.yes:
@@ -252,6 +259,8 @@ class ShortestPath(Task):
                     if self.name_of(c) is None:  # a has no out-edges
                         return self.answer_record(self.inf)
             t = yield self.question(self.kD, c[:L], b)
+            if self.reject_impossible and self._zero(t) and not np.array_equal(c[:L], b):
+                return self.unknown()
             return self._plus_one(t)
         cands = []
         for _ in range(2):  # the model's own current guess, checked against the facts
@@ -267,9 +276,14 @@ class ShortestPath(Task):
         for c in cands:
             t = yield self.question(self.kD, c, b)
             d = int(t[0]) - self.dist0
+            if self.reject_impossible and d == 0 and not np.array_equal(c, b):
+                continue  # only b is at distance 0 from b
             if 0 <= d <= self.max_dist and (best_d is None or d < best_d):  # first wins ties
                 best, best_d = c, d
         return self.answer_record(best) if best is not None else self.answer_record(self.inf)
+
+    def _zero(self, t) -> bool:
+        return int(np.asarray(t)[0]) == self.dist0
 
     def _plus_one(self, t) -> np.ndarray:
         """1 + a distance answer, capped; inf stays inf; anything else is unknown."""
