@@ -106,9 +106,11 @@ def amplify_h_with_x(task: Task, x: XModel, facts, fact_mask, ctx, questions, db
     subquestions (a repeated one with a fresh sample, as in `amplify_hprime`), the oracle
     answers primitive ones."""
     answerer = XAnswerer(x, facts, fact_mask, device)
-    if repeats == "all":
-        gen_all = seeded_generator(rng, device)
-        answerer = (lambda a: lambda c, q: a(c, q, greedy=False, generator=gen_all))(answerer)
+    if repeats == "all":  # every answer of X sampled, as in the original
+        gen_all, greedy_answerer = seeded_generator(rng, device), answerer
+
+        def answerer(c, q):
+            return greedy_answerer(c, q, greedy=False, generator=gen_all)
     oracle = lambda c, q: task.answer(db, np.asarray(c), np.asarray(q), rng)  # noqa: E731
     resample = None
     if repeats == "sample":

@@ -41,7 +41,10 @@ X's step is no out-neighbour of a: the spec's H uses the step unchecked, so X na
 for an unreachable b gives 1 + d(b, b) = 1, the first value of a count to infinity (README).
 With `step_fallback=True` as well, it asks `some neighbour of a` instead and answers 1 +
 `distance n b` for that neighbour n (an upper bound when X's distance is right; inf when a has
-no out-edge), so the question still gets a target. `step a b`:
+no out-edge), so the question still gets a target. With `reject_impossible=True` (a deviation,
+off by default) H answers unknown, at no extra subquestion, when X names a or b as the step
+after `edge a b` said no, or answers 0 for `distance c b` with c != b; in `step a b` such a
+candidate is dropped. `step a b`:
 edge? -> b; else up to three candidates (twice the model's own `step a b` if the edge check
 confirms it, and `some neighbour of a` from the oracle), each asked `distance c b`; the nearest
 finite one wins (first wins ties), else inf. So sub-answers of the wrong kind lead to inf, not

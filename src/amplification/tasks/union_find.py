@@ -30,7 +30,9 @@ answer `value y`. `depth x`: given value -> 0; else 1 + `depth (parent x)` (capp
 `parent x`: given value -> x; else up to three candidates (twice the model's own `parent x` if
 the adjacency check confirms it, and `some neighbour of x` from the oracle), each asked
 `depth c`; the shallowest wins (first wins ties; the original let later ties win), else
-unknown. Sub-answers of the wrong kind give unknown. With oracle answers H asks 4.51
+unknown. Sub-answers of the wrong kind give unknown. With `neighbours=2` (a deviation, off by
+default) `parent x` asks the model once and `some neighbour of x` twice: a greedy X answers the
+spec's second ask with its first guess. With oracle answers H asks 4.51
 subquestions on average at paper scale (1.88 of them primitive); the original measured 4.53.
 
 Class: kind x depth of x, in bands 0, 1, 2, 3, 4-5, 6+ (at paper scale about 12, 22, 22,
