@@ -197,3 +197,21 @@ def test_h_parent_two_neighbours_option():
     for bad in (0, 3, "two"):
         with pytest.raises(Exception, match="neighbours"):
             make_task("union_find", neighbours=bad)
+
+
+def test_h_parent_later_ties_option():
+    """later_ties (the original's rule; the spec leaves union find's ties open): among candidates
+    at the same depth the last one wins, so the random neighbour beats X's guess on a tie."""
+    task = make_task("union_find", later_ties=True)
+    assert task.params["later_ties"] is True and "later_ties" not in make_task("union_find").params
+    P = task.vocab.labels.index("P")
+    q = task.question(P, task.encode_names(1))
+    answers = ["?", "ac", "0", "ac", "0", "ae", "2", "2", "2"]
+    assert script(make_task("union_find"), q, answers)[1] == "ac"  # first wins
+    assert script(task, q, answers)[1] == "ae"
+    assert script(task, q, ["?", "ac", "0", "ac", "0", "ae", "1", "1", "2"])[1] == "ac"  # shallower wins
+    b = task.generate(40, task.max_size, 3)
+    tr = amplify_h_batch(task, b, rng=0)
+    assert np.array_equal(tr.answers, b.answers.reshape(len(tr.answers), -1))
+    with pytest.raises(Exception, match="later_ties must be true or false"):
+        make_task("union_find", later_ties=1)
