@@ -88,6 +88,16 @@ def test_stages_through_the_server_equal_the_plain_commands(server, tmp_path, ca
     assert ma == mb
 
 
+def test_a_client_without_a_server_runs_the_command_itself(tmp_path):
+    """No server at the socket: the client runs the job in its own process, same output."""
+    args = ["tasks", "show", "union_find", "--nchars", "4", "--length", "1", "--size", "4", "--seed", "20"]
+    r = client(args, str(tmp_path / "no-such.sock"))
+    assert r.returncode == 0, r.stderr
+    plain = subprocess.run([sys.executable, "-m", "amplification.cli", *args], env=env(), capture_output=True,
+                           text=True, timeout=300)
+    assert r.stdout == plain.stdout and "facts:" in r.stdout
+
+
 def test_errors_and_exit_statuses_come_back(server, tmp_path):
     path, _ = server
     r = client(["stage", "sample", "--config", str(tmp_path / "missing.yaml"), "--task", "permutation",

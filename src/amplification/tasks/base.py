@@ -37,6 +37,13 @@ def check_int(name: str, value, lo: int, hi: int | None = None) -> int:
     return int(value)
 
 
+def check_bool(name: str, value) -> bool:
+    """Validate a true/false parameter; raise TaskError naming it."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TaskError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
+
+
 class Vocab:
     """Token ids and their labels: token 0 is '?', then control tokens, then labelled blocks."""
 

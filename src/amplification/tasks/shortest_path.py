@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import HumanGen, Task, TaskError, check_int
+from .base import HumanGen, Task, TaskError, check_bool, check_int
 
 # distance bands of the classes: (label, lowest distance, highest distance)
 BANDS = [("0", 0, 0), ("1", 1, 1), ("2", 2, 2), ("3-4", 3, 4), ("5-8", 5, 8), ("9+", 9, None)]
@@ -80,10 +80,8 @@ class ShortestPath(Task):
     def __init__(self, nchars: int = 8, length: int = 2, max_dist: int | None = None, check_step: bool = False,
                  step_fallback: bool = False, reject_impossible: bool = False):
         super().__init__(nchars, length)
-        for name, value in (("check_step", check_step), ("step_fallback", step_fallback),
-                            ("reject_impossible", reject_impossible)):
-            if not isinstance(value, bool):
-                raise TaskError(f"{name} must be true or false, got {value!r}")
+        check_step, step_fallback = check_bool("check_step", check_step), check_bool("step_fallback", step_fallback)
+        reject_impossible = check_bool("reject_impossible", reject_impossible)
         if step_fallback and not check_step:
             raise TaskError("step_fallback needs check_step: true")
         # deviations, off by default: H's `distance a b` checks X's step with `edge a c` and, with
@@ -262,7 +260,7 @@ class ShortestPath(Task):
                     if self.name_of(c) is None:  # a has no out-edges
                         return self.answer_record(self.inf)
             t = yield self.question(self.kD, c[:L], b)
-            if self.reject_impossible and self._zero(t) and not np.array_equal(c[:L], b):
+            if self.reject_impossible and int(t[0]) == self.dist0 and not np.array_equal(c[:L], b):
                 return self.unknown()
             return self._plus_one(t)
         cands = []
@@ -284,9 +282,6 @@ class ShortestPath(Task):
             if 0 <= d <= self.max_dist and (best_d is None or d < best_d):  # first wins ties
                 best, best_d = c, d
         return self.answer_record(best) if best is not None else self.answer_record(self.inf)
-
-    def _zero(self, t) -> bool:
-        return int(np.asarray(t)[0]) == self.dist0
 
     def _plus_one(self, t) -> np.ndarray:
         """1 + a distance answer, capped; inf stays inf; anything else is unknown."""

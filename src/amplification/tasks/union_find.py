@@ -29,11 +29,11 @@ H (R = 9), as the spec: `value x`: `given value of x`, a value -> answer it; els
 answer `value y`. `depth x`: given value -> 0; else 1 + `depth (parent x)` (capped).
 `parent x`: given value -> x; else up to three candidates (twice the model's own `parent x` if
 the adjacency check confirms it, and `some neighbour of x` from the oracle), each asked
-`depth c`; the shallowest wins (first wins ties; the original let later ties win), else
-unknown. Sub-answers of the wrong kind give unknown. With `neighbours=2` (a deviation, off by
-default) `parent x` asks the model once and `some neighbour of x` twice: a greedy X answers the
-spec's second ask with its first guess. With `later_ties=True` a tie in depth goes to the later
-candidate, as in the original (the spec leaves union find's ties open). With oracle answers H asks 4.51
+`depth c`; the shallowest wins (first wins ties; the original let later ties win, which
+`later_ties=True` does: the spec leaves union find's ties open), else unknown. Sub-answers of the
+wrong kind give unknown. With `neighbours=2` (a deviation, off by default) `parent x` asks the
+model once and `some neighbour of x` twice: a greedy X answers the spec's second ask with its
+first guess. With oracle answers H asks 4.51
 subquestions on average at paper scale (1.88 of them primitive); the original measured 4.53.
 
 Class: kind x depth of x, in bands 0, 1, 2, 3, 4-5, 6+ (at paper scale about 12, 22, 22,
@@ -47,7 +47,7 @@ import math
 
 import numpy as np
 
-from .base import HumanGen, Task, TaskError, check_int
+from .base import HumanGen, Task, check_bool, check_int
 
 # depth bands of the classes: (label, lowest depth)
 BANDS = [("0", 0), ("1", 1), ("2", 2), ("3", 3), ("4-5", 4), ("6+", 6)]
@@ -69,11 +69,9 @@ class UnionFind(Task):
         # a deviation when 2 (default 1, the spec): `parent x` asks the model once and takes two
         # random neighbours, since a greedy X answers the spec's second ask with its first guess
         self.neighbours = check_int("neighbours", neighbours, 1, 2)
-        if not isinstance(later_ties, bool):
-            raise TaskError(f"later_ties must be true or false, got {later_ties!r}")
         # `parent x` among candidates at the same depth: the first (X's own guess; default) or the
         # last (the random neighbour), as the original did; the spec leaves it open for union find
-        self.later_ties = later_ties
+        self.later_ties = check_bool("later_ties", later_ties)
         self.n_values = min(math.isqrt(self.n_names), self.max_values)
         self.kV = self.vocab.add("V", "S", "N", "P", "D")  # value, given value, neighbour, parent, depth
         self.kS, self.kN, self.kP, self.kD = self.kV + 1, self.kV + 2, self.kV + 3, self.kV + 4
@@ -90,9 +88,9 @@ class UnionFind(Task):
 
     @property
     def params(self) -> dict:
-        on = {"neighbours": self.neighbours} if self.neighbours != 1 else {}  # records stay comparable
-        if self.later_ties:
-            on["later_ties"] = True
+        # the non-default options only: records and checkpoints written without them stay comparable
+        defaults = {"neighbours": 1, "later_ties": False}
+        on = {k: getattr(self, k) for k, v in defaults.items() if getattr(self, k) != v}
         return {**super().params, "max_values": self.max_values, **on}
 
     @property
@@ -268,7 +266,8 @@ class UnionFind(Task):
         for c in cands:
             t = yield self.question(self.kD, c)
             d = int(t[0]) - self.depth0
-            if 0 <= d <= self.max_depth and (best_d is None or d < best_d or (self.later_ties and d == best_d)):
+            better = best_d is None or d < best_d or (self.later_ties and d == best_d)  # else first wins ties
+            if 0 <= d <= self.max_depth and better:
                 best, best_d = c, d
         return self.answer_record(best) if best is not None else self.unknown()
 
