@@ -14,6 +14,9 @@ model within the step budget, whatever the method) from what amplification fails
 `fixed_table`: one operator table for every context, v_a (+) v_b = v_(a+b mod K), so X can compute
 the value without the table facts; `same_operands`: every definition is x := y (+) y, so a value
 needs one operand's value instead of two; `fixed_table,same_operands`: both.
+`first_operand` / `second_operand`: one fixed table for every context whose entry is the first /
+second operand's value (a (+) b = a, or = b), so a value is one operand's value, reached through
+the first or the second name of a definition `x y z` (slot 2 or slot 3 of its fact).
 """
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ def main() -> None:
     ap.add_argument("--distill", default="{}", help="more DistillConfig keys (JSON), e.g. '{\"weight_decay\": 0.1}'")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--variant", default="", help="assignments diagnostics: fixed_table, same_operands, or both (comma-separated)")
+    ap.add_argument("--variant", default="", help="assignments diagnostics (comma-separated): fixed_table, same_operands, first_operand, second_operand")
     args = ap.parse_args()
 
     import torch
@@ -79,7 +82,8 @@ def main() -> None:
             print(f"step {s + 1:6d} {time.time() - t0:5.0f}s " + " ".join(f"{k}={v:.2f}" for k, v in r.items()), flush=True)
 
 
-VARIANTS = ("fixed_table", "same_operands")
+VARIANTS = ("fixed_table", "same_operands", "first_operand", "second_operand")
+_TABLES = {"fixed_table", "first_operand", "second_operand"}  # at most one of them
 
 
 def assignments_variant(task, variant: str):
@@ -87,8 +91,9 @@ def assignments_variant(task, variant: str):
     from amplification.tasks.assignments import SequentialAssignments
 
     names = set(variant.split(","))
-    if not isinstance(task, SequentialAssignments) or not names <= set(VARIANTS):
-        raise SystemExit(f"error: --variant takes {' and/or '.join(VARIANTS)}, for --task assignments only; got {variant!r}")
+    if not isinstance(task, SequentialAssignments) or not names <= set(VARIANTS) or len(names & _TABLES) > 1:
+        raise SystemExit(f"error: --variant takes one or more of {', '.join(VARIANTS)} (one table at most), "
+                         f"for --task assignments only; got {variant!r}")
 
     class Variant(type(task)):
         def _draw_operands(self, rng, n, i_pos):
@@ -99,9 +104,13 @@ def assignments_variant(task, variant: str):
 
         def _draw_table(self, rng, n):
             table = super()._draw_table(rng, n)  # drawn anyway: the other draws stay as they were
+            k = np.arange(self.num_values)
             if "fixed_table" in names:
-                k = np.arange(self.num_values)
                 table[:] = (k[:, None] + k[None, :]) % self.num_values
+            elif "first_operand" in names:
+                table[:] = k[:, None]
+            elif "second_operand" in names:
+                table[:] = k[None, :]
             return table
 
     return Variant(**task.params)

@@ -121,8 +121,14 @@ def test_assignments_variants_change_only_what_they_name():
     assert not (plain["ops"][..., 0] == plain["ops"][..., 1])[compound].all()
     table_only = draw("fixed_table")  # the operands are drawn as without the variant
     assert (table_only["ops"] == plain["ops"]).all() and (table_only["order"] == plain["order"]).all()
-    with pytest.raises(SystemExit, match="--variant takes"):
-        assignments_variant(make_task("assignments", nchars=8, length=1), "fixed")
+    first, second = draw("first_operand"), draw("second_operand")
+    assert (first["table"] == k[:, None]).all() and (second["table"] == k[None, :]).all()
+    ops, val = second["ops"], second["value"]  # a compound's value is its second operand's
+    rows = np.arange(50)[:, None].repeat(ops.shape[1], 1)
+    assert (val[rows, ops[..., 1]] == val)[compound].all()
+    for bad in ("fixed", "first_operand,second_operand"):
+        with pytest.raises(SystemExit, match="--variant takes"):
+            assignments_variant(make_task("assignments", nchars=8, length=1), bad)
 
 
 def test_union_find_errors_sorts_every_wrong_target(tmp_path):
