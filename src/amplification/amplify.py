@@ -12,6 +12,8 @@ original did.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -75,10 +77,8 @@ def amplify_hprime(task: Task, hp: HPrime, x: XModel, facts, fact_mask, question
         rest = ~blank & ~prim
         if rest.any():
             qs = to_tensor(sq, device).long().view(B, Q, ql)
-            if repeats == "all":  # every answer of X sampled, as in the original
-                xa = x.generate(mem, ft, fm, qs, greedy=False, generator=generator).view(N, al).cpu().numpy()
-            else:
-                xa = x.generate(mem, ft, fm, qs).view(N, al).cpu().numpy()
+            # greedy, unless every answer of X is sampled, as in the original (`repeats="all"`)
+            xa = x.generate(mem, ft, fm, qs, greedy=repeats != "all", generator=generator).view(N, al).cpu().numpy()
             ans[rest] = xa[rest]
             again = rest & repeated(subq, r, sq) if repeats == "sample" else np.zeros(N, dtype=bool)
             if again.any():
@@ -107,10 +107,7 @@ def amplify_h_with_x(task: Task, x: XModel, facts, fact_mask, ctx, questions, db
     answers primitive ones."""
     answerer = XAnswerer(x, facts, fact_mask, device)
     if repeats == "all":  # every answer of X sampled, as in the original
-        gen_all, greedy_answerer = seeded_generator(rng, device), answerer
-
-        def answerer(c, q):
-            return greedy_answerer(c, q, greedy=False, generator=gen_all)
+        answerer = functools.partial(answerer, greedy=False, generator=seeded_generator(rng, device))
     oracle = lambda c, q: task.answer(db, np.asarray(c), np.asarray(q), rng)  # noqa: E731
     resample = None
     if repeats == "sample":
