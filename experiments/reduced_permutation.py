@@ -35,7 +35,7 @@ def config(results: str, threads: int, args) -> dict:
             "hprime_train": {"steps": args.hp_steps, "converged_steps": args.hp_converged_steps},
             "budget": {"initial": args.h_initial, "min_calls": args.h_min},
             "x": {"enc_layers": args.enc_layers, "dec_layers": args.dec_layers, "width": args.width,
-                  "match_bias": args.match_bias},
+                  "match_bias": args.match_bias, "share_layers": args.share_layers},
             "curriculum": {"start": args.start_size, "threshold": args.threshold},
             "sample": {"contexts": args.contexts},
             "amplify": {"repeats": args.repeats},
@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--dec-layers", type=int, default=3)
     ap.add_argument("--width", type=int, default=96)
     ap.add_argument("--match-bias", action="store_true", help="X's token-match attention bias (x.match_bias)")
+    ap.add_argument("--share-layers", action="store_true", help="X's layers share weights within each stack (x.share_layers)")
     ap.add_argument("--repeats", choices=["sample", "greedy", "all"], default="greedy",
                     help="how X answers a subquestion asked again in one transcript")
     ap.add_argument("--threshold", type=float, default=0.85, help="curriculum: agreement that promotes (paper: 0.85)")

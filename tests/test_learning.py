@@ -64,6 +64,37 @@ def test_match_bias_marks_shared_tokens_and_moves_attention():
     assert not torch.allclose(before, x(f, m, q, p))
 
 
+def test_shared_layers_tie_weights_and_the_teacher_averages_each_once():
+    """share_layers: one Block per stack applied enc_layers / dec_layers times; the teacher's
+    average moves a tied weight once per step, not once per layer that uses it."""
+    task = tiny_task()
+    cfg = XConfig(**{**SMALL_X.__dict__, "enc_layers": 3, "dec_layers": 2, "share_layers": True})
+    torch.manual_seed(0)
+    x = XModel.for_task(task, cfg)
+    plain = XModel.for_task(task, XConfig(**{**cfg.__dict__, "share_layers": False}))
+    assert len(x.encoder) == len(x.decoder) == 1
+    block = sum(p.numel() for p in x.encoder[0].parameters())
+    dblock = sum(p.numel() for p in x.decoder[0].parameters())
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(plain) - n(x) == 2 * block + 1 * dblock
+    # every layer runs: one more application of the shared layer changes the output
+    b = task.generate(2, 4, 0)
+    f, m, q, p = (torch.as_tensor(v).long() for v in (b.facts, b.fact_mask, b.questions, b.answers))
+    m = m.bool()
+    x.eval()
+    out3 = x(f, m, q, p)
+    x.cfg = XConfig(**{**cfg.__dict__, "enc_layers": 4})
+    assert not torch.allclose(out3, x(f, m, q, p))
+    x.cfg = cfg
+    # the teacher: uniform average over the first steps, each tied weight counted once
+    t = Teacher(x, horizon=50)
+    w0 = t.model.encoder[0].mlp[0].weight.clone()
+    with torch.no_grad():
+        x.encoder[0].mlp[0].weight.add_(1.0)
+    t.update(x, step=4)
+    assert torch.allclose(t.model.encoder[0].mlp[0].weight, w0 + 0.25)
+
+
 def test_cached_fact_encoding_gives_the_same_answers():
     task = tiny_task()
     torch.manual_seed(1)

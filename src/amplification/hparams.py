@@ -23,6 +23,9 @@ class XConfig:
     # deviation: a learned attention bias per head and slot pair where two records share a token
     # (the name-matching hops every task needs); False is the paper's X
     match_bias: bool = False
+    # deviation: one layer's weights for all the encoder's layers and one for the decoder's (a
+    # universal transformer); False is the paper's X
+    share_layers: bool = False
 
 
 @dataclass

@@ -11,6 +11,10 @@
   (copy the token in slot j of the attended fact), with learned mixture weights, so X can copy
   names it has never learned to produce.
 - Answers (1-2 tokens) are decoded one token at a time, greedy or sampled.
+- `share_layers` (off by default) ties the weights of the encoder's layers to one layer applied
+  `enc_layers` times, and likewise in the decoder (a universal transformer, as the option of that
+  name in a later fork of the original): the same compute, fewer parameters, and one learned hop
+  reused at every depth.
 - Deviation: no batch norm in the MLP (layer norm only); at small batch sizes on CPU batch norm's
   statistics would also make outputs depend on padding. Stated in the README.
 """
@@ -98,8 +102,9 @@ class XModel(nn.Module):
         self.q_embed = RecordEmbed(nvocab, question_length, cfg.embed, w)
         self.prefix_embed = RecordEmbed(nvocab, answer_length, cfg.embed, w)
         self.pos = nn.Parameter(torch.zeros(answer_length, w))  # which answer token is decoded
-        self.encoder = nn.ModuleList(Block(cfg) for _ in range(cfg.enc_layers))
-        self.decoder = nn.ModuleList(Block(cfg) for _ in range(cfg.dec_layers))
+        # with shared layers each stack holds one Block (when it has any), applied once per layer
+        self.encoder = nn.ModuleList(Block(cfg) for _ in range(min(cfg.enc_layers, 1) if cfg.share_layers else cfg.enc_layers))
+        self.decoder = nn.ModuleList(Block(cfg) for _ in range(1 if cfg.share_layers else cfg.dec_layers))
         self.vocab_head = nn.Linear(w, nvocab)
         self.ptr_q = nn.Linear(w, w)
         self.ptr_k = nn.Linear(w, w)
@@ -122,7 +127,8 @@ class XModel(nn.Module):
         x = self.fact_embed(facts)
         pad = ~fact_mask
         eq = MatchBias.equal(facts, facts) if self.cfg.match_bias else None
-        for k, layer in enumerate(self.encoder):
+        for k in range(self.cfg.enc_layers):
+            layer = self.encoder[0 if self.cfg.share_layers else k]
             x = layer(x, x, pad, None if eq is None else self.enc_bias[k](eq, pad))
         return x
 
@@ -141,7 +147,8 @@ class XModel(nn.Module):
         if self.cfg.match_bias:
             rec = torch.cat([questions.unsqueeze(2).expand(B, Q, al, questions.shape[-1]), pre], -1)
             eq = MatchBias.equal(rec.reshape(B, Q * al, -1), facts)
-        for k, layer in enumerate(self.decoder):
+        for k in range(self.cfg.dec_layers):
+            layer = self.decoder[0 if self.cfg.share_layers else k]
             h = layer(h, mem, pad, None if eq is None else self.dec_bias[k](eq, pad))
         log_vocab = F.log_softmax(self.vocab_head(h), -1)  # [B, N, V]
         scores = torch.einsum("bnw,bfw->bnf", self.ptr_q(h), self.ptr_k(mem)) / math.sqrt(W)
