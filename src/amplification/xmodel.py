@@ -12,9 +12,9 @@
   names it has never learned to produce.
 - Answers (1-2 tokens) are decoded one token at a time, greedy or sampled.
 - `share_layers` (off by default) ties the weights of the encoder's layers to one layer applied
-  `enc_layers` times, and likewise in the decoder (a universal transformer, as the option of that
-  name in a later fork of the original): the same compute, fewer parameters, and one learned hop
-  reused at every depth.
+  `enc_layers` times, and likewise in the decoder (a universal transformer, as the later fork's
+  `universal_transformer` option): the same compute, fewer parameters, and one learned hop reused
+  at every depth.
 - Deviation: no batch norm in the MLP (layer norm only); at small batch sizes on CPU batch norm's
   statistics would also make outputs depend on padding. Stated in the README.
 """
