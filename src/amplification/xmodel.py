@@ -103,8 +103,9 @@ class XModel(nn.Module):
         self.prefix_embed = RecordEmbed(nvocab, answer_length, cfg.embed, w)
         self.pos = nn.Parameter(torch.zeros(answer_length, w))  # which answer token is decoded
         # with shared layers each stack holds one Block (when it has any), applied once per layer
-        self.encoder = nn.ModuleList(Block(cfg) for _ in range(min(cfg.enc_layers, 1) if cfg.share_layers else cfg.enc_layers))
-        self.decoder = nn.ModuleList(Block(cfg) for _ in range(1 if cfg.share_layers else cfg.dec_layers))
+        blocks = (lambda n: min(n, 1)) if cfg.share_layers else (lambda n: n)
+        self.encoder = nn.ModuleList(Block(cfg) for _ in range(blocks(cfg.enc_layers)))
+        self.decoder = nn.ModuleList(Block(cfg) for _ in range(blocks(cfg.dec_layers)))
         self.vocab_head = nn.Linear(w, nvocab)
         self.ptr_q = nn.Linear(w, w)
         self.ptr_k = nn.Linear(w, w)
@@ -121,14 +122,17 @@ class XModel(nn.Module):
     def for_task(cls, task, cfg: XConfig) -> "XModel":
         return cls(task.nvocab, task.fact_length, task.question_length, task.answer_length, cfg)
 
+    def _layers(self, stack: nn.ModuleList, n: int) -> list:
+        """The n layers a stack applies in order: its one Block n times when layers are shared."""
+        return [stack[0]] * n if self.cfg.share_layers else list(stack)
+
     # ---- the two halves ------------------------------------------------------------------------
     def encode(self, facts: torch.Tensor, fact_mask: torch.Tensor) -> torch.Tensor:
         """facts [B, F, fl], fact_mask [B, F] (True = real) -> memory [B, F, W]. Once per context."""
         x = self.fact_embed(facts)
         pad = ~fact_mask
         eq = MatchBias.equal(facts, facts) if self.cfg.match_bias else None
-        for k in range(self.cfg.enc_layers):
-            layer = self.encoder[0 if self.cfg.share_layers else k]
+        for k, layer in enumerate(self._layers(self.encoder, self.cfg.enc_layers)):
             x = layer(x, x, pad, None if eq is None else self.enc_bias[k](eq, pad))
         return x
 
@@ -147,8 +151,7 @@ class XModel(nn.Module):
         if self.cfg.match_bias:
             rec = torch.cat([questions.unsqueeze(2).expand(B, Q, al, questions.shape[-1]), pre], -1)
             eq = MatchBias.equal(rec.reshape(B, Q * al, -1), facts)
-        for k in range(self.cfg.dec_layers):
-            layer = self.decoder[0 if self.cfg.share_layers else k]
+        for k, layer in enumerate(self._layers(self.decoder, self.cfg.dec_layers)):
             h = layer(h, mem, pad, None if eq is None else self.dec_bias[k](eq, pad))
         log_vocab = F.log_softmax(self.vocab_head(h), -1)  # [B, N, V]
         scores = torch.einsum("bnw,bfw->bnf", self.ptr_q(h), self.ptr_k(mem)) / math.sqrt(W)
