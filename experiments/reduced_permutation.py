@@ -39,6 +39,7 @@ def config(results: str, threads: int, args) -> dict:
             "curriculum": {"start": args.start_size, "threshold": args.threshold},
             "sample": {"contexts": args.contexts},
             "amplify": {"repeats": args.repeats},
+            "hprime": json.loads(args.hprime),
         },
     }
 
@@ -63,6 +64,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=96)
     ap.add_argument("--match-bias", action="store_true", help="X's token-match attention bias (x.match_bias)")
     ap.add_argument("--share-layers", action="store_true", help="X's layers share weights within each stack (x.share_layers)")
+    ap.add_argument("--hprime", default="{}", help="H' model settings (JSON, the config's `hprime` section), e.g. '{\"width\": 128, \"layers\": 4}'")
     ap.add_argument("--repeats", choices=["sample", "greedy", "all"], default="greedy",
                     help="how X answers a subquestion asked again in one transcript")
     ap.add_argument("--threshold", type=float, default=0.85, help="curriculum: agreement that promotes (paper: 0.85)")

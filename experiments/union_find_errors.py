@@ -43,7 +43,7 @@ def breakdown(cfg: dict, seed: int, i: int, contexts: int) -> dict:
         nm, ok = T.decode_names(np.asarray(tokens)[None, :T.length])
         return int(db["pos"][c, nm[0]]) if ok[0] else -1
 
-    out = {}
+    out, detail = {}, {f"{label}{d}": Counter() for label in "PDV" for d in (1, 2)}
     for kind, label in ((T.kP, "P"), (T.kD, "D"), (T.kV, "V")):
         for d in (1, 2):
             m = (q[:, 0] == kind) & (depth == d) & (px >= 0)
@@ -55,17 +55,28 @@ def breakdown(cfg: dict, seed: int, i: int, contexts: int) -> dict:
                 g = guesses[0] if guesses else -1
                 if kind == T.kP:
                     cands = [pos(cx, sq[1:]) for sq, _ in rounds if sq[0] == T.kD]
+                    said = {pos(cx, sq[1:]): int(sa[0]) - T.depth0 for sq, sa in rounds if sq[0] == T.kD}
+                    nb = [pos(cx, sa) for sq, sa in rounds if sq[0] == T.kN]
                     if parent[k] in cands:
                         why["parent a candidate, X's depths ranked another shallower"] += 1
+                        # what X said of the parent's depth and of the chosen candidate's
+                        chosen = pos(cx, tr.answers[k])
+                        detail[f"{label}{d}"][f"ranked: X's depth of the parent {said.get(parent[k])}, "
+                                              f"of the chosen {said.get(chosen)} (truth {depth[k] - 1}, "
+                                              f"{db['depth'][cx, chosen] if chosen >= 0 else '-'})"] += 1
                     elif g >= 0 and db["adj"][cx, px[k], g]:
                         why["parent not a candidate: X guessed an adjacent child"] += 1
+                        # the random neighbour: the same child (the only candidate: X's guess
+                        # confirms itself) or another child
+                        detail[f"{label}{d}"]["adjacent child: the random neighbour was "
+                                              + ("the same child" if nb and nb[0] == g else "another child")] += 1
                     else:
                         why["parent not a candidate: X's guess not adjacent"] += 1
                 else:
                     why["X's parent guess right, its answer about the parent wrong" if g == parent[k]
                         else "X's parent guess wrong"] += 1
             out[f"{label}{d}"] = {"n": int(m.sum()), "right": float(right[m].mean()) if m.any() else float("nan"),
-                                  "wrong": dict(why.most_common())}
+                                  "wrong": dict(why.most_common()), "detail": dict(detail[f"{label}{d}"].most_common())}
     return {"size": int(s.size), "classes": out}
 
 
@@ -78,6 +89,8 @@ def main() -> None:
     for cls, v in r["classes"].items():
         print(f"{cls}: {v['n']} questions, {v['right']:.3f} right; wrong: "
               + "; ".join(f"{why} {k}" for why, k in v["wrong"].items()))
+        for why, k in v["detail"].items():
+            print(f"    {why}: {k}")
 
 
 if __name__ == "__main__":

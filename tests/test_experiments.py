@@ -64,6 +64,7 @@ def test_supervised_capacity_pool_mode():
 def test_reduced_permutation_one_iteration_each_method():
     out = run("reduced_permutation.py", "--threads", "1", "--steps", "2", "--hp-steps", "2", "--contexts", "8",
               "--width", "16", "--enc-layers", "1", "--dec-layers", "1", "--iterations", "1", "--classes",
+              "--hprime", '{"width": 16, "layers": 1}',
               "--params", '{"nchars": 4, "length": 1, "log_iters": 3}')
     assert re.search(r"^amplification iter   0 steps      2 .* H calls 200 \| bits2=", out, re.M)
     assert re.search(r"^supervised    iter   0 steps      2 .* H calls 0 \| bits2=", out, re.M)
@@ -139,6 +140,11 @@ def test_union_find_errors_sorts_every_wrong_target(tmp_path):
     for v in r["classes"].values():  # every wrong target gets exactly one reason
         if v["n"]:
             assert sum(v["wrong"].values()) == round(v["n"] * (1 - v["right"]))
+    for cls in ("P1", "P2"):  # the details split two of the reasons again, each case once
+        v = r["classes"][cls]
+        for reason, prefix in (("parent not a candidate: X guessed an adjacent child", "adjacent child:"),
+                               ("parent a candidate, X's depths ranked another shallower", "ranked:")):
+            assert sum(k for d, k in v["detail"].items() if d.startswith(prefix)) == v["wrong"].get(reason, 0)
 
 
 def test_count_to_infinity_counts_every_target_once(tmp_path):
