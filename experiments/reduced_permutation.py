@@ -32,7 +32,8 @@ def config(results: str, threads: int, args) -> dict:
             "params": json.loads(args.params),
             "distill": {"steps": args.steps, "lr": args.lr, "batch_contexts": 32, "replay_iters": args.replay, "ema_horizon": args.ema,
                         "warmup": args.warmup},
-            "hprime_train": {"steps": args.hp_steps, "converged_steps": args.hp_converged_steps},
+            "hprime_train": {"steps": args.hp_steps, "converged_steps": args.hp_converged_steps,
+                             "hard_fraction": args.hp_hard},
             "budget": {"initial": args.h_initial, "min_calls": args.h_min},
             "x": {"enc_layers": args.enc_layers, "dec_layers": args.dec_layers, "width": args.width,
                   "match_bias": args.match_bias, "share_layers": args.share_layers},
@@ -64,6 +65,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=96)
     ap.add_argument("--match-bias", action="store_true", help="X's token-match attention bias (x.match_bias)")
     ap.add_argument("--share-layers", action="store_true", help="X's layers share weights within each stack (x.share_layers)")
+    ap.add_argument("--hp-hard", type=float, default=0.0,
+                    help="share of each H' batch from the transcripts it gets wrong (hprime_train.hard_fraction)")
     ap.add_argument("--hprime", default="{}", help="H' model settings (JSON, the config's `hprime` section), e.g. '{\"width\": 128, \"layers\": 4}'")
     ap.add_argument("--repeats", choices=["sample", "greedy", "all"], default="greedy",
                     help="how X answers a subquestion asked again in one transcript")

@@ -143,7 +143,7 @@ def test_union_find_errors_sorts_every_wrong_target(tmp_path):
     for cls in ("P1", "P2"):  # the details split two of the reasons again, each case once
         v = r["classes"][cls]
         for reason, prefix in (("parent not a candidate: X guessed an adjacent child", "adjacent child:"),
-                               ("parent a candidate, X's depths ranked another shallower", "ranked:")):
+                               ("parent a candidate, another chosen", "another chosen:")):
             assert sum(k for d, k in v["detail"].items() if d.startswith(prefix)) == v["wrong"].get(reason, 0)
 
 

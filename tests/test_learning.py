@@ -160,6 +160,46 @@ def test_transcript_accuracy_counts_a_transcript_wrong_for_one_wrong_token():
     assert ev["token_accuracy"] > 0.9  # one token in many per wrong transcript: the mean hides it
 
 
+def test_hprime_hard_fraction_draws_part_of_each_batch_from_the_transcripts_it_gets_wrong():
+    task = tiny_task()
+    tokens = np.unique(amplify_h_batch(task, task.generate(120, 4, 0, n_questions=1)).tokens(), axis=0)[:40]
+    assert len(tokens) == 40  # distinct transcripts: a row is wrong or right, never both
+    tcfg = HPrimeTrainConfig(batch=8, hard_fraction=0.5, hard_every=3)
+    tr = HPrimeTrainer(task, HPrimeConfig(width=32, heads=2, layers=2, ffn=2), tcfg, 0)
+    hp = tr.model
+    V, last = hp.nvocab, int(torch.nonzero(hp.target_pos[:-1])[-1])
+
+    def fake_forward(seq):  # right on every token but the final answer of the rows from 30 on
+        nxt = torch.cat([seq[:, 1:], seq[:, :1]], 1).clone()
+        wrong = torch.zeros(len(seq), dtype=torch.bool)
+        for r in hard_rows:
+            wrong |= (seq == r).all(-1)
+        nxt[wrong, last] = (nxt[wrong, last] + 1) % V
+        return torch.log_softmax(10.0 * torch.nn.functional.one_hot(nxt, V).float(), -1)
+
+    seqs = tr.sequences(tokens)
+    hard_rows = seqs[30:]
+    hp.forward = fake_forward
+    assert tr.all_right(seqs, chunk=16).tolist() == [True] * 30 + [False] * 10
+    batches = []
+
+    def fake_loss(seq):  # record the batch; a loss that still has a graph
+        batches.append(seq)
+        return sum(p.sum() for p in hp.parameters()) * 0.0 + 1.0, torch.tensor(1.0)
+
+    hp.loss = fake_loss
+    tr.train(tokens, 6)
+    assert len(batches) == 6
+    for b in batches:  # half of each batch from the 10 wrong transcripts, the rest uniform
+        n_wrong = sum(bool((hard_rows == row).all(-1).any()) for row in b)
+        assert len(b) == 8 and n_wrong >= 4
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="hard_fraction"):
+            HPrimeTrainConfig(hard_fraction=bad)
+    with pytest.raises(ValueError, match="hard_every"):
+        HPrimeTrainConfig(hard_every=0)
+
+
 def test_amplify_hprime_builds_no_autograd_graph():
     # with a graph, every H' step kept its activations alive through the key/value cache: 20 GB
     # at 16k questions. Inference only, so no step may record one.

@@ -61,6 +61,18 @@ class HPrimeTrainConfig:
     lr: float = 1e-3  # Adam learning rate (paper: 1e-5)
     grad_clip: float = 1.0
     converged_steps: int = 20  # steps per iteration once H' loss on fresh transcripts < the last threshold
+    # share of each batch drawn from the transcripts H' gets wrong (any target token), found anew
+    # every `hard_every` steps (a deviation; 0: uniform batches, as the original). H's rare
+    # branches (union find's later candidate winning) are ~2% of the transcripts: uniform
+    # batches leave H' following them half the time (README, union find notes)
+    hard_fraction: float = 0.0
+    hard_every: int = 25  # steps between two searches for the transcripts H' gets wrong
+
+    def __post_init__(self):
+        if not 0.0 <= self.hard_fraction <= 1.0:
+            raise ValueError(f"hprime_train.hard_fraction must be in [0, 1], got {self.hard_fraction!r}")
+        if self.hard_every < 1:
+            raise ValueError(f"hprime_train.hard_every must be >= 1, got {self.hard_every!r}")
 
 
 @dataclass

@@ -157,6 +157,16 @@ class HPrimeTrainer:
     def sequences(self, tokens: np.ndarray) -> torch.Tensor:
         return start_sequences(tokens, self.device)
 
+    @torch.no_grad()
+    def all_right(self, seqs: torch.Tensor, chunk: int = 1024) -> np.ndarray:
+        """[N] bool: H' gives every subquestion and answer token of transcript n (greedy, teacher-forced)."""
+        self.model.eval()
+        m = self.model.target_pos[:-1]
+        out = []
+        for s in seqs.split(chunk):
+            out.append((self.model(s)[:, :-1][:, m].argmax(-1) == s[:, 1:][:, m]).all(-1).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0, dtype=bool)
+
     def evaluate(self, tokens: np.ndarray) -> dict:
         return evaluate_hprime(self.model, tokens, self.device)
 
@@ -165,9 +175,17 @@ class HPrimeTrainer:
             return {**self.evaluate(tokens), "steps": self.step}
         seqs = self.sequences(tokens)
         losses, accs = [], []
-        for _ in range(steps):
+        batch = min(self.cfg.batch, len(seqs))
+        hard = np.zeros(0, dtype=np.int64)
+        for k in range(steps):
+            if self.cfg.hard_fraction > 0 and k % self.cfg.hard_every == 0:
+                hard = np.flatnonzero(~self.all_right(seqs))
             self.model.train()
-            idx = torch.as_tensor(self.rng.integers(0, len(seqs), min(self.cfg.batch, len(seqs))))
+            n_hard = round(batch * self.cfg.hard_fraction) if len(hard) else 0
+            idx = self.rng.integers(0, len(seqs), batch - n_hard)
+            if n_hard:  # the rest from the transcripts H' got wrong at the last search
+                idx = np.concatenate([idx, hard[self.rng.integers(0, len(hard), n_hard)]])
+            idx = torch.as_tensor(idx)
             loss, acc = self.model.loss(seqs[idx])
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
