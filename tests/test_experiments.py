@@ -147,6 +147,43 @@ def test_union_find_errors_sorts_every_wrong_target(tmp_path):
             assert sum(k for d, k in v["detail"].items() if d.startswith(prefix)) == v["wrong"].get(reason, 0)
 
 
+def test_hprime_rule_counts_contested_parent_transcripts(tmp_path):
+    import numpy as np
+    import pytest
+
+    hr = experiment("hprime_rule")
+    from amplification.human import Transcripts
+    from amplification.tasks import make_task
+
+    T = make_task("union_find", nchars=8, length=1)
+    names = [T._char_base + k for k in range(3)]  # three names
+    R, ql, al = T.rounds, T.question_length, T.answer_length
+    sq, sa = np.zeros((1, R, ql), np.int64), np.zeros((1, R, al), np.int64)
+    for r, (name, depth) in enumerate([(names[0], 2), (names[0], 2), (names[1], 1)]):  # D x -> depth
+        sq[0, r, :2], sa[0, r, 0] = (T.kD, name), T.depth0 + depth
+    assert hr.rule_answer(T, sq[0], sa[0]) == (names[1],)  # the shallowest, though asked last
+    tie = sa.copy()
+    tie[0, 2, 0] = T.depth0 + 2
+    assert hr.rule_answer(T, sq[0], tie[0]) == (names[0],)  # ties: the first candidate, as H
+    tr = Transcripts(np.array([[T.kP, names[2]]]), sq, sa, np.array([[names[1]]]), np.array([3]), np.array([0]))
+    assert hr.later_wins(T, tr).tolist() == [True]
+    tr.answers[0, 0] = names[0]
+    assert hr.later_wins(T, tr).tolist() == [False]
+
+    cfg = smoke_study(tmp_path, "union_find", {"nchars": 8, "length": 1})
+    rows = hr.count(cfg, 0)
+    assert [r["iter"] for r in rows] == [0, 1]
+    for r in rows:
+        assert r["transcripts"] >= r["parent"] >= r["contested"] >= r["later"] >= 0
+    assert rows[1]["later_total"] == rows[0]["later"] + rows[1]["later"]
+    with pytest.raises(FileNotFoundError, match="seed 3"):
+        hr.count(cfg, 3)
+    f = hr.follows(cfg, 0, 1, contexts=8)
+    assert all(0 <= ok <= n for n, ok in f.values())
+    (row,) = hr.learn(cfg, 0, 1, n=20, steps=0)
+    assert row["steps"] == 0 and row["train"] > 0 and 0.0 <= row["all"] <= 1.0
+
+
 def test_count_to_infinity_counts_every_target_once(tmp_path):
     import numpy as np
     import pytest
