@@ -5,8 +5,10 @@ wrong target of the `parent`, `depth` and `value` questions about variables at d
 what went wrong in its transcript:
 
 - parent x: the true parent was not among the candidates (X's guess was an adjacent child, or not
-  adjacent at all, and the random neighbour was not the parent either), or it was, and X's depth
-  answers ranked another candidate shallower;
+  adjacent at all, and the random neighbour was not the parent either; for an adjacent child: was
+  the random neighbour that same child, so that X's guess was the only candidate), or it was, and
+  another candidate was chosen (X's depth answers ranked it no deeper than the parent, or H', not
+  following H's rule, chose a candidate that X's answers put deeper);
 - depth x and value x: H uses X's own `parent x` answer unchecked, so: X's guess was wrong, or it
   was right and X's `depth`/`value` answer about the parent was wrong.
 
@@ -58,12 +60,15 @@ def breakdown(cfg: dict, seed: int, i: int, contexts: int) -> dict:
                     said = {pos(cx, sq[1:]): int(sa[0]) - T.depth0 for sq, sa in rounds if sq[0] == T.kD}
                     nb = [pos(cx, sa) for sq, sa in rounds if sq[0] == T.kN]
                     if parent[k] in cands:
-                        why["parent a candidate, X's depths ranked another shallower"] += 1
-                        # what X said of the parent's depth and of the chosen candidate's
+                        why["parent a candidate, another chosen"] += 1
+                        # what X said of the parent's depth and of the chosen candidate's: when the
+                        # chosen one is deeper by X's own answers, H' (not X) broke H's rule
                         chosen = pos(cx, tr.answers[k])
-                        detail[f"{label}{d}"][f"ranked: X's depth of the parent {said.get(parent[k])}, "
-                                              f"of the chosen {said.get(chosen)} (truth {depth[k] - 1}, "
-                                              f"{db['depth'][cx, chosen] if chosen >= 0 else '-'})"] += 1
+                        dp, dc = said.get(parent[k]), said.get(chosen)
+                        who = ("H' chose a deeper one than X's depths say" if dp is not None and dc is not None and dc > dp
+                               else "X's depths put it no deeper")
+                        detail[f"{label}{d}"][f"another chosen: {who}: X's depth of the parent {dp}, of the chosen {dc} "
+                                              f"(truth {depth[k] - 1}, {db['depth'][cx, chosen] if chosen >= 0 else '-'})"] += 1
                     elif g >= 0 and db["adj"][cx, px[k], g]:
                         why["parent not a candidate: X guessed an adjacent child"] += 1
                         # the random neighbour: the same child (the only candidate: X's guess
