@@ -37,15 +37,10 @@ def candidates(task, subquestions) -> list:
 
 
 def rule_answer(task, subquestions, subanswers):
-    """H's choice on this transcript: the first candidate with the smallest valid depth, or None."""
-    best, best_d = None, None
-    for sq, sa in zip(subquestions, subanswers):
-        if sq[0] != task.kD:
-            continue
-        d = int(sa[0]) - task.depth0
-        if 0 <= d <= task.max_depth and (best_d is None or d < best_d):
-            best, best_d = tuple(sq[1:1 + task.length]), d
-    return best
+    """H's choice on this transcript (`UnionFind.shallowest` on its `depth c` rounds), or None."""
+    rounds = [(tuple(sq[1:1 + task.length]), int(sa[0]) - task.depth0)
+              for sq, sa in zip(subquestions, subanswers) if sq[0] == task.kD]
+    return task.shallowest([c for c, _ in rounds], [d for _, d in rounds])
 
 
 def later_wins(task, tr) -> np.ndarray:

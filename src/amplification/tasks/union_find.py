@@ -262,14 +262,22 @@ class UnionFind(Task):
             y = yield self.question(self.kN, x)  # a random true neighbour, from the oracle
             if self.name_of(y) is not None:
                 cands.append(y[:L].copy())
-        best, best_d = None, None
+        depths = []
         for c in cands:
             t = yield self.question(self.kD, c)
-            d = int(t[0]) - self.depth0
-            better = best_d is None or d < best_d or (self.later_ties and d == best_d)  # else first wins ties
+            depths.append(int(t[0]) - self.depth0)
+        best = self.shallowest(cands, depths)
+        return self.answer_record(best) if best is not None else self.unknown()
+
+    def shallowest(self, cands: list, depths: list):
+        """H's choice in `parent x`: the candidate with the smallest valid depth; ties to the first
+        (or, with `later_ties`, the last) of them; None when no depth is valid."""
+        best, best_d = None, None
+        for c, d in zip(cands, depths):
+            better = best_d is None or d < best_d or (self.later_ties and d == best_d)
             if 0 <= d <= self.max_depth and better:
                 best, best_d = c, d
-        return self.answer_record(best) if best is not None else self.unknown()
+        return best
 
     def _is_value(self, a) -> bool:
         return self.val0 <= int(np.asarray(a)[0]) < self.val0 + self.n_values
