@@ -36,7 +36,8 @@ def config(results: str, threads: int, args) -> dict:
                              "hard_fraction": args.hp_hard},
             "budget": {"initial": args.h_initial, "min_calls": args.h_min},
             "x": {"enc_layers": args.enc_layers, "dec_layers": args.dec_layers, "width": args.width,
-                  "match_bias": args.match_bias, "share_layers": args.share_layers},
+                  "match_bias": args.match_bias, "share_layers": args.share_layers,
+                  "token_encoder": args.token_encoder},
             "curriculum": {"start": args.start_size, "threshold": args.threshold},
             "sample": {"contexts": args.contexts},
             "amplify": {"repeats": args.repeats},
@@ -65,6 +66,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=96)
     ap.add_argument("--match-bias", action="store_true", help="X's token-match attention bias (x.match_bias)")
     ap.add_argument("--share-layers", action="store_true", help="X's layers share weights within each stack (x.share_layers)")
+    ap.add_argument("--token-encoder", action="store_true", help="X's encoder attends over the facts' tokens (x.token_encoder)")
     ap.add_argument("--hp-hard", type=float, default=0.0,
                     help="share of each H' batch from the transcripts it gets wrong (hprime_train.hard_fraction)")
     ap.add_argument("--hprime", default="{}", help="H' model settings (JSON, the config's `hprime` section), e.g. '{\"width\": 128, \"layers\": 4}'")

@@ -118,6 +118,8 @@ def test_configs_do_not_share_output_folders():
     (["defaults.params.bogus=3"], "config: defaults.params:"),
     (["per_task.permutation.params.nchars=true"], "config: per_task.permutation.params: nchars must be an integer"),
     (["per_task.shortest_path.params.check_step=3"], "config: per_task.shortest_path.params: check_step must be true or false"),
+    (["tasks=[wildcard]", "defaults.x.match_bias=true", "per_task.wildcard.x.token_encoder=true"],
+     "config: x of task wildcard: token_encoder and match_bias cannot both be true"),
 ])
 def test_errors_name_the_key(override, message):
     with pytest.raises(ConfigError) as e:

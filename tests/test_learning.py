@@ -20,12 +20,12 @@ def tiny_task():
     return make_task("permutation", nchars=4, length=1, log_iters=3)
 
 
-@pytest.mark.parametrize("match_bias", [False, True])
+@pytest.mark.parametrize("option", [None, "match_bias", "token_encoder"])
 @pytest.mark.parametrize("name", ["permutation", "assignments", "shortest_path"])
-def test_padding_facts_change_nothing(name, match_bias):
+def test_padding_facts_change_nothing(name, option):
     task = make_task(name, nchars=4, length=1) if name != "permutation" else tiny_task()
     torch.manual_seed(0)
-    x = XModel.for_task(task, XConfig(**{**SMALL_X.__dict__, "match_bias": match_bias})).eval()
+    x = XModel.for_task(task, XConfig(**{**SMALL_X.__dict__, **({option: True} if option else {})})).eval()
     b = task.generate(3, task.max_size, 0)
     f, m, q = (torch.as_tensor(a) for a in (b.facts, b.fact_mask, b.questions))
     prefix = torch.as_tensor(b.answers)
@@ -62,6 +62,31 @@ def test_match_bias_marks_shared_tokens_and_moves_attention():
         for layer in list(x.enc_bias) + list(x.dec_bias):
             layer.w.normal_(0, 3.0)
     assert not torch.allclose(before, x(f, m, q, p))
+
+
+def test_token_encoder_sees_a_set_of_facts_with_ordered_slots():
+    """token_encoder: the facts are still a set (shuffling them changes nothing), but the slots
+    inside a fact are ordered (swapping two slots' tokens changes the answer), and the encoder's
+    layers run over tokens, so they matter."""
+    task = make_task("assignments", nchars=4, length=1)
+    torch.manual_seed(0)
+    x = XModel.for_task(task, XConfig(**{**SMALL_X.__dict__, "token_encoder": True})).eval()
+    with torch.no_grad():
+        x.slot.normal_(0, 1.0)  # a trained model's slot embeddings differ; the initial ones barely do
+    b = task.generate(2, task.max_size, 0)
+    f, m, q, p = (torch.as_tensor(v).long() for v in (b.facts, b.fact_mask, b.questions, b.answers))
+    m = m.bool()
+    base = x(f, m, q, p)
+    perm = torch.randperm(f.shape[1])
+    assert torch.allclose(base, x(f[:, perm], m[:, perm], q, p), atol=1e-5)
+    swapped = f.clone()
+    swapped[:, :, [1, 2]] = f[:, :, [2, 1]]
+    assert not torch.allclose(base, x(swapped, m, q, p), atol=1e-3)
+    with torch.no_grad():
+        x.encoder[0].attn.in_proj_weight.normal_(0, 1.0)
+    assert not torch.allclose(base, x(f, m, q, p), atol=1e-3)
+    with pytest.raises(ValueError, match="token_encoder and x.match_bias"):
+        XModel.for_task(task, XConfig(**{**SMALL_X.__dict__, "token_encoder": True, "match_bias": True}))
 
 
 def test_shared_layers_tie_weights_and_the_teacher_averages_each_once():

@@ -146,10 +146,15 @@ def _fill_defaults(sch: dict, inst, root: dict):
 
 
 def _check_task_params(cfg: dict) -> None:
-    """Build every configured task with its params, so a bad size parameter fails here."""
+    """Build every configured task with its params, so a bad size parameter fails here; and
+    reject settings that are valid one by one but not together."""
     from .tasks import TASKS, make_task
 
     for task in cfg["tasks"]:
+        x = task_settings(cfg, task)["x"]
+        if x.get("token_encoder") and x.get("match_bias"):
+            raise ConfigError(f"config: x of task {task}: token_encoder and match_bias cannot both be true "
+                              "(the match bias is defined between whole facts)")
         if task not in TASKS:  # not registered in this checkout: its stages will say so
             continue
         params = task_settings(cfg, task)["params"]

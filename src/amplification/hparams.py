@@ -26,6 +26,9 @@ class XConfig:
     # deviation: one layer's weights for all the encoder's layers and one for the decoder's (a
     # universal transformer); False is the paper's X
     share_layers: bool = False
+    # deviation: the encoder attends over the facts' tokens (each embedded with its slot), not over
+    # whole facts, then folds each fact's tokens into one memory slot; False is the paper's X
+    token_encoder: bool = False
 
 
 @dataclass

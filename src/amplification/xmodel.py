@@ -15,6 +15,12 @@
   `enc_layers` times, and likewise in the decoder (a universal transformer, as the later fork's
   `universal_transformer` option): the same compute, fewer parameters, and one learned hop reused
   at every depth.
+- `token_encoder` (off by default): the encoder's self-attention runs over the facts' tokens, each
+  embedded with a learned slot embedding, instead of over whole facts; each fact's token states
+  are then concatenated and projected to one memory slot, so the decoder and the pointer are
+  unchanged. A name in any slot can then find the same name in another fact's slot with one
+  attention hop (equal embeddings), where a whole-fact query has to pick one slot's name out of a
+  projection of all of them.
 - Deviation: no batch norm in the MLP (layer norm only); at small batch sizes on CPU batch norm's
   statistics would also make outputs depend on padding. Stated in the README.
 """
@@ -110,6 +116,13 @@ class XModel(nn.Module):
         self.ptr_q = nn.Linear(w, w)
         self.ptr_k = nn.Linear(w, w)
         self.mix = nn.Linear(w, 1 + fact_length)  # vocabulary + one pointer per fact slot
+        if cfg.token_encoder:
+            if cfg.match_bias:
+                raise ValueError("x.token_encoder and x.match_bias cannot both be set (the bias is per fact)")
+            self.tok_embed = nn.Embedding(nvocab, cfg.embed)
+            self.tok_proj = nn.Linear(cfg.embed, w)
+            self.slot = nn.Parameter(torch.randn(fact_length, w) * 0.02)  # which slot of its fact a token fills
+            self.fold = nn.Linear(fact_length * w, w)  # a fact's token states -> its memory slot
         if cfg.match_bias:
             self.enc_bias = nn.ModuleList(MatchBias(cfg.heads, fact_length, fact_length) for _ in range(cfg.enc_layers))
             # a decoding query's record: its question's tokens, then the answer tokens before it
@@ -129,12 +142,23 @@ class XModel(nn.Module):
     # ---- the two halves ------------------------------------------------------------------------
     def encode(self, facts: torch.Tensor, fact_mask: torch.Tensor) -> torch.Tensor:
         """facts [B, F, fl], fact_mask [B, F] (True = real) -> memory [B, F, W]. Once per context."""
-        x = self.fact_embed(facts)
         pad = ~fact_mask
+        if self.cfg.token_encoder:
+            return self._encode_tokens(facts, pad)
+        x = self.fact_embed(facts)
         eq = MatchBias.equal(facts, facts) if self.cfg.match_bias else None
         for k, layer in enumerate(self._layers(self.encoder, self.cfg.enc_layers)):
             x = layer(x, x, pad, None if eq is None else self.enc_bias[k](eq, pad))
         return x
+
+    def _encode_tokens(self, facts: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        B, F, fl = facts.shape
+        x = self.tok_proj(self.tok_embed(facts.clamp(0, self.nvocab - 1))) + self.slot  # [B, F, fl, W]
+        x = x.reshape(B, F * fl, -1)
+        tpad = pad.repeat_interleave(fl, dim=1)  # a padding fact's tokens are padding
+        for layer in self._layers(self.encoder, self.cfg.enc_layers):
+            x = layer(x, x, tpad)
+        return self.fold(x.reshape(B, F, -1)) + self.fact_embed(facts)
 
     def decode(self, mem, facts, fact_mask, questions, prefix) -> torch.Tensor:
         """Log-probabilities [B, Q, al, V] of each answer token given the tokens before it.
