@@ -12,6 +12,12 @@ what went wrong in its transcript:
 - depth x and value x: H uses X's own `parent x` answer unchecked, so: X's guess was wrong, or it
   was right and X's `depth`/`value` answer about the parent was wrong.
 
+Then, for the `parent` questions about variables at depth 1-3, what the targets say for each kind
+of guess X made (the parent, an adjacent child, no neighbour), split by x's degree: when X guessed
+a child, the target is the parent only if the random neighbour was the parent (1 in `degree`) and
+X's depths ranked it first, so for a variable with two or more children X's wrong guess is the
+most common target for that very question, and training on the targets keeps it.
+
     python experiments/union_find_errors.py --iter 13
 """
 from __future__ import annotations
@@ -82,6 +88,21 @@ def breakdown(cfg: dict, seed: int, i: int, contexts: int) -> dict:
                         else "X's parent guess wrong"] += 1
             out[f"{label}{d}"] = {"n": int(m.sum()), "right": float(right[m].mean()) if m.any() else float("nan"),
                                   "wrong": dict(why.most_common()), "detail": dict(detail[f"{label}{d}"].most_common())}
+    # the targets of `parent x` by X's guess and x's degree (depths 1-3)
+    deg = db["adj"].sum(-1)[ctx, np.maximum(px, 0)]
+    by_guess = Counter()
+    for k in np.flatnonzero((q[:, 0] == T.kP) & (px >= 0) & (depth >= 1) & (depth <= 3)):
+        cx = ctx[k]
+        guesses = [pos(cx, sa) for sq, sa in zip(tr.subquestions[k], tr.subanswers[k]) if sq.any() and sq[0] == T.kP]
+        g = guesses[0] if guesses else -1
+        kind = ("the parent" if g == parent[k] else "an adjacent child" if g >= 0 and db["adj"][cx, px[k], g]
+                else "no neighbour")
+        key = (int(depth[k]), kind, min(int(deg[k]), 4))
+        by_guess[key + ("n",)] += 1
+        by_guess[key + ("parent",)] += int(right[k])
+    out["by_guess"] = {f"P{d} guess {kind} degree {dg if dg < 4 else '4+'}": {"n": by_guess[(d, kind, dg, "n")],
+                                                                             "target the parent": by_guess[(d, kind, dg, "parent")]}
+                       for d, kind, dg, what in sorted(by_guess) if what == "n"}
     return {"size": int(s.size), "classes": out}
 
 
@@ -91,11 +112,16 @@ def main() -> None:
     args = ap.parse_args()
     r = breakdown(study_config(args), args.seed, args.iter, args.contexts)
     print(f"union_find iteration {args.iter} (size {r['size']}): targets of depth-1 and depth-2 questions")
+    by_guess = r["classes"].pop("by_guess")
     for cls, v in r["classes"].items():
         print(f"{cls}: {v['n']} questions, {v['right']:.3f} right; wrong: "
               + "; ".join(f"{why} {k}" for why, k in v["wrong"].items()))
         for why, k in v["detail"].items():
             print(f"    {why}: {k}")
+    print("parent x: targets by X's guess and x's degree (a right target is the true parent)")
+    for key, v in by_guess.items():
+        print(f"    {key}: {v['n']} questions, {v['target the parent']} targets the parent"
+              f" ({v['target the parent'] / v['n']:.0%})")
 
 
 if __name__ == "__main__":
