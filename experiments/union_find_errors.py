@@ -100,10 +100,10 @@ def breakdown(cfg: dict, seed: int, i: int, contexts: int) -> dict:
         key = (int(depth[k]), kind, min(int(deg[k]), 4))
         by_guess[key + ("n",)] += 1
         by_guess[key + ("parent",)] += int(right[k])
-    out["by_guess"] = {f"P{d} guess {kind} degree {dg if dg < 4 else '4+'}": {"n": by_guess[(d, kind, dg, "n")],
+    guess_table = {f"P{d} guess {kind} degree {dg if dg < 4 else '4+'}": {"n": by_guess[(d, kind, dg, "n")],
                                                                              "target the parent": by_guess[(d, kind, dg, "parent")]}
                        for d, kind, dg, what in sorted(by_guess) if what == "n"}
-    return {"size": int(s.size), "classes": out}
+    return {"size": int(s.size), "classes": out, "by_guess": guess_table}
 
 
 def main() -> None:
@@ -112,7 +112,7 @@ def main() -> None:
     args = ap.parse_args()
     r = breakdown(study_config(args), args.seed, args.iter, args.contexts)
     print(f"union_find iteration {args.iter} (size {r['size']}): targets of depth-1 and depth-2 questions")
-    by_guess = r["classes"].pop("by_guess")
+    by_guess = r["by_guess"]
     for cls, v in r["classes"].items():
         print(f"{cls}: {v['n']} questions, {v['right']:.3f} right; wrong: "
               + "; ".join(f"{why} {k}" for why, k in v["wrong"].items()))

@@ -145,6 +145,11 @@ def test_union_find_errors_sorts_every_wrong_target(tmp_path):
         for reason, prefix in (("parent not a candidate: X guessed an adjacent child", "adjacent child:"),
                                ("parent a candidate, another chosen", "another chosen:")):
             assert sum(k for d, k in v["detail"].items() if d.startswith(prefix)) == v["wrong"].get(reason, 0)
+        # the table by X's guess and x's degree holds each of the class's questions once, and
+        # counts as targets of the parent exactly the right ones
+        rows = [g for key, g in r["by_guess"].items() if key.startswith(cls + " ")]
+        assert sum(g["n"] for g in rows) == v["n"]
+        assert sum(g["target the parent"] for g in rows) == round(v["n"] * v["right"])
 
 
 def test_hprime_rule_counts_contested_parent_transcripts(tmp_path):
