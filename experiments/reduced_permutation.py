@@ -36,7 +36,8 @@ def config(results: str, threads: int, args) -> dict:
                              "hard_fraction": args.hp_hard},
             "budget": {"initial": args.h_initial, "min_calls": args.h_min},
             "x": {"enc_layers": args.enc_layers, "dec_layers": args.dec_layers, "width": args.width,
-                  "match_bias": args.match_bias, "share_layers": args.share_layers,
+                  "match_bias": args.match_bias or bool(args.match_init), "match_bias_init": args.match_init,
+                  "share_layers": args.share_layers,
                   "token_encoder": args.token_encoder},
             "curriculum": {"start": args.start_size, "threshold": args.threshold},
             "sample": {"contexts": args.contexts},
@@ -65,6 +66,8 @@ def main() -> None:
     ap.add_argument("--dec-layers", type=int, default=3)
     ap.add_argument("--width", type=int, default=96)
     ap.add_argument("--match-bias", action="store_true", help="X's token-match attention bias (x.match_bias)")
+    ap.add_argument("--match-init", type=float, default=0.0,
+                    help="the match bias's starting weight on the key fact's first name (x.match_bias_init; turns the bias on)")
     ap.add_argument("--share-layers", action="store_true", help="X's layers share weights within each stack (x.share_layers)")
     ap.add_argument("--token-encoder", action="store_true", help="X's encoder attends over the facts' tokens (x.token_encoder)")
     ap.add_argument("--hp-hard", type=float, default=0.0,

@@ -120,6 +120,8 @@ def test_configs_do_not_share_output_folders():
     (["per_task.shortest_path.params.check_step=3"], "config: per_task.shortest_path.params: check_step must be true or false"),
     (["tasks=[wildcard]", "defaults.x.match_bias=true", "per_task.wildcard.x.token_encoder=true"],
      "config: x of task wildcard: token_encoder and match_bias cannot both be true"),
+    (["tasks=[wildcard]", "per_task.wildcard.x.match_bias_init=3"],
+     "config: x of task wildcard: match_bias_init is set but match_bias is false"),
 ])
 def test_errors_name_the_key(override, message):
     with pytest.raises(ConfigError) as e:

@@ -64,6 +64,31 @@ def test_match_bias_marks_shared_tokens_and_moves_attention():
     assert not torch.allclose(before, x(f, m, q, p))
 
 
+def test_match_bias_init_starts_on_the_key_facts_first_name():
+    """match_bias_init: every query slot's weight against the key's first name starts at the
+    value (both characters of a 2-character name), every other weight at 0; a question about x
+    then attends to the facts about x before any training."""
+    mb = MatchBias(heads=2, qslots=3, kslots=4, init=3.0, key_slots=2)
+    w = mb.w.detach().view(2, 3, 4)
+    assert (w[:, :, :2] == 3.0).all() and (w[:, :, 2:] == 0).all()
+    task2 = make_task("permutation", nchars=4, length=2, log_iters=3)
+    x2 = XModel.for_task(task2, XConfig(**{**SMALL_X.__dict__, "match_bias": True, "match_bias_init": 3.0}))
+    w = x2.dec_bias[0].w.detach().view(SMALL_X.heads, -1, task2.fact_length)
+    assert (w[:, :, :2] == 3.0).all() and (w[:, :, 2:] == 0).all()
+    # a question `x n` gets the bias on the one fact about x (x in its first slot), and no other
+    task = tiny_task()
+    x = XModel.for_task(task, XConfig(**{**SMALL_X.__dict__, "match_bias": True, "match_bias_init": 3.0}))
+    b = task.generate(4, 4, 0)
+    f, m, q = (torch.as_tensor(v).long() for v in (b.facts, b.fact_mask, b.questions))
+    m = m.bool()
+    rec = torch.cat([q, torch.zeros_like(q[..., :task.answer_length])], -1)  # no answer tokens yet
+    bias = x.dec_bias[0](MatchBias.equal(rec, f), ~m).view(4, SMALL_X.heads, q.shape[1], f.shape[1]).detach()
+    about = (f[:, None, :, 0] == q[:, :, None, 0]) & m[:, None, :]  # [B, Q, F]
+    assert (about.sum(-1) == 1).all()
+    for h in range(SMALL_X.heads):
+        assert (bias[:, h][about] == 3.0).all() and (bias[:, h][~about & m[:, None, :]] == 0).all()
+
+
 def test_token_encoder_sees_a_set_of_facts_with_ordered_slots():
     """token_encoder: the facts are still a set (shuffling them changes nothing), but the slots
     inside a fact are ordered (swapping two slots' tokens changes the answer), and the encoder's

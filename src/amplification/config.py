@@ -155,6 +155,9 @@ def _check_task_params(cfg: dict) -> None:
         if x.get("token_encoder") and x.get("match_bias"):
             raise ConfigError(f"config: x of task {task}: token_encoder and match_bias cannot both be true "
                               "(the match bias is defined between whole facts)")
+        if x.get("match_bias_init") and not x.get("match_bias"):
+            raise ConfigError(f"config: x of task {task}: match_bias_init is set but match_bias is false "
+                              "(the initial weight is the match bias's)")
         if task not in TASKS:  # not registered in this checkout: its stages will say so
             continue
         params = task_settings(cfg, task)["params"]

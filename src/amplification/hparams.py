@@ -23,6 +23,10 @@ class XConfig:
     # deviation: a learned attention bias per head and slot pair where two records share a token
     # (the name-matching hops every task needs); False is the paper's X
     match_bias: bool = False
+    # the match bias's starting weight where a query token equals a token of the key fact's first
+    # name (the element the fact is about), in every head and layer; 0 learns it from zero. With 3,
+    # X follows a name to the fact about it from the first step (assignments: README notes)
+    match_bias_init: float = 0.0
     # deviation: one layer's weights for all the encoder's layers and one for the decoder's (a
     # universal transformer); False is the paper's X
     share_layers: bool = False

@@ -77,12 +77,18 @@ class MatchBias(nn.Module):
     eq[b, i, j, s, t] = 1 when slot s of record i and slot t of record j hold the same non-0 token;
     bias[b, h, i, j] = sum over (s, t) of eq * w[h, s, t], learned per layer. It hands X the
     name-matching hop (fact `x y z` -> the fact that defines y; question `C x` -> x's facts) that
-    plain dot-product attention has to discover from random embeddings."""
+    plain dot-product attention has to discover from random embeddings.
 
-    def __init__(self, heads: int, qslots: int, kslots: int):
+    `init` starts the weights of every query slot against the key's first `key_slots` slots (the
+    name a fact is about) at that value instead of 0, so attention follows a name to the fact
+    about it before anything is learned; every other weight starts at 0."""
+
+    def __init__(self, heads: int, qslots: int, kslots: int, init: float = 0.0, key_slots: int = 1):
         super().__init__()
         self.heads = heads
-        self.w = nn.Parameter(torch.zeros(heads, qslots * kslots))
+        w = torch.zeros(heads, qslots, kslots)
+        w[:, :, :key_slots] = init
+        self.w = nn.Parameter(w.reshape(heads, qslots * kslots))
 
     @staticmethod
     def equal(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -99,7 +105,8 @@ class MatchBias(nn.Module):
 
 
 class XModel(nn.Module):
-    def __init__(self, nvocab: int, fact_length: int, question_length: int, answer_length: int, cfg: XConfig):
+    def __init__(self, nvocab: int, fact_length: int, question_length: int, answer_length: int, cfg: XConfig,
+                 name_length: int = 1):
         super().__init__()
         self.cfg = cfg
         self.nvocab, self.fl, self.ql, self.al = nvocab, fact_length, question_length, answer_length
@@ -124,16 +131,17 @@ class XModel(nn.Module):
             self.slot = nn.Parameter(torch.randn(fact_length, w) * 0.02)  # which slot of its fact a token fills
             self.fold = nn.Linear(fact_length * w, w)  # a fact's token states -> its memory slot
         if cfg.match_bias:
-            self.enc_bias = nn.ModuleList(MatchBias(cfg.heads, fact_length, fact_length) for _ in range(cfg.enc_layers))
+            init = dict(init=cfg.match_bias_init, key_slots=min(name_length, fact_length))
+            self.enc_bias = nn.ModuleList(MatchBias(cfg.heads, fact_length, fact_length, **init) for _ in range(cfg.enc_layers))
             # a decoding query's record: its question's tokens, then the answer tokens before it
-            self.dec_bias = nn.ModuleList(MatchBias(cfg.heads, question_length + answer_length, fact_length)
+            self.dec_bias = nn.ModuleList(MatchBias(cfg.heads, question_length + answer_length, fact_length, **init)
                                           for _ in range(cfg.dec_layers))
         # strict lower triangle: answer position t sees the answer tokens before t
         self.register_buffer("prefix_mask", torch.tril(torch.ones(answer_length, answer_length), -1).long(), persistent=False)
 
     @classmethod
     def for_task(cls, task, cfg: XConfig) -> "XModel":
-        return cls(task.nvocab, task.fact_length, task.question_length, task.answer_length, cfg)
+        return cls(task.nvocab, task.fact_length, task.question_length, task.answer_length, cfg, task.length)
 
     def _layers(self, stack: nn.ModuleList, n: int) -> list:
         """The n layers a stack applies in order: its one Block n times when layers are shared."""
