@@ -12,11 +12,13 @@ what went wrong in its transcript:
 - depth x and value x: H uses X's own `parent x` answer unchecked, so: X's guess was wrong, or it
   was right and X's `depth`/`value` answer about the parent was wrong.
 
-Then, for the `parent` questions about variables at depth 1-3, what the targets say for each kind
-of guess X made (the parent, an adjacent child, no neighbour), split by x's degree: when X guessed
-a child, the target is the parent only if the random neighbour was the parent (1 in `degree`) and
-X's depths ranked it first, so for a variable with two or more children X's wrong guess is the
-most common target for that very question, and training on the targets keeps it.
+Then, for the `parent` questions about variables at depth 1-3, how many targets name the true
+parent for each kind of guess X made (the parent, an adjacent child, no neighbour), split by x's
+degree. It tests whether a wrong guess is the most common target of its own question (when X
+guesses a child, only a random neighbour that is the parent can correct it), and how often a
+right guess is overridden (at iteration 13 of the default study: neither trap holds for wrong
+guesses, about half their targets name the parent at degree 2; right guesses are overridden in
+15-39% of the degree-2 cases at depths 2-3; README notes).
 
     python experiments/union_find_errors.py --iter 13
 """
@@ -90,19 +92,18 @@ def breakdown(cfg: dict, seed: int, i: int, contexts: int) -> dict:
                                   "wrong": dict(why.most_common()), "detail": dict(detail[f"{label}{d}"].most_common())}
     # the targets of `parent x` by X's guess and x's degree (depths 1-3)
     deg = db["adj"].sum(-1)[ctx, np.maximum(px, 0)]
-    by_guess = Counter()
+    counts = {}  # (depth, kind of guess, degree capped at 4) -> [questions, targets naming the parent]
     for k in np.flatnonzero((q[:, 0] == T.kP) & (px >= 0) & (depth >= 1) & (depth <= 3)):
         cx = ctx[k]
         guesses = [pos(cx, sa) for sq, sa in zip(tr.subquestions[k], tr.subanswers[k]) if sq.any() and sq[0] == T.kP]
         g = guesses[0] if guesses else -1
         kind = ("the parent" if g == parent[k] else "an adjacent child" if g >= 0 and db["adj"][cx, px[k], g]
                 else "no neighbour")
-        key = (int(depth[k]), kind, min(int(deg[k]), 4))
-        by_guess[key + ("n",)] += 1
-        by_guess[key + ("parent",)] += int(right[k])
-    guess_table = {f"P{d} guess {kind} degree {dg if dg < 4 else '4+'}": {"n": by_guess[(d, kind, dg, "n")],
-                                                                             "target the parent": by_guess[(d, kind, dg, "parent")]}
-                       for d, kind, dg, what in sorted(by_guess) if what == "n"}
+        c = counts.setdefault((int(depth[k]), kind, min(int(deg[k]), 4)), [0, 0])
+        c[0] += 1
+        c[1] += int(right[k])  # a right `parent` target is the true parent
+    guess_table = {f"P{d} guess {kind} degree {dg if dg < 4 else '4+'}": {"n": n, "target the parent": p}
+                   for (d, kind, dg), (n, p) in sorted(counts.items())}
     return {"size": int(s.size), "classes": out, "by_guess": guess_table}
 
 
@@ -112,14 +113,13 @@ def main() -> None:
     args = ap.parse_args()
     r = breakdown(study_config(args), args.seed, args.iter, args.contexts)
     print(f"union_find iteration {args.iter} (size {r['size']}): targets of depth-1 and depth-2 questions")
-    by_guess = r["by_guess"]
     for cls, v in r["classes"].items():
         print(f"{cls}: {v['n']} questions, {v['right']:.3f} right; wrong: "
               + "; ".join(f"{why} {k}" for why, k in v["wrong"].items()))
         for why, k in v["detail"].items():
             print(f"    {why}: {k}")
     print("parent x: targets by X's guess and x's degree (a right target is the true parent)")
-    for key, v in by_guess.items():
+    for key, v in r["by_guess"].items():
         print(f"    {key}: {v['n']} questions, {v['target the parent']} targets the parent"
               f" ({v['target the parent'] / v['n']:.0%})")
 

@@ -151,7 +151,8 @@ def _check_task_params(cfg: dict) -> None:
     from .tasks import TASKS, make_task
 
     for task in cfg["tasks"]:
-        x = task_settings(cfg, task)["x"]
+        settings = task_settings(cfg, task)
+        x = settings["x"]
         if x.get("token_encoder") and x.get("match_bias"):
             raise ConfigError(f"config: x of task {task}: token_encoder and match_bias cannot both be true "
                               "(the match bias is defined between whole facts)")
@@ -160,7 +161,7 @@ def _check_task_params(cfg: dict) -> None:
                               "(the initial weight is the match bias's)")
         if task not in TASKS:  # not registered in this checkout: its stages will say so
             continue
-        params = task_settings(cfg, task)["params"]
+        params = settings["params"]
         try:
             make_task(task, **params)
         except Exception as e:  # TaskError, TypeError...
