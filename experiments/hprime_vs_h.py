@@ -47,7 +47,7 @@ def with_hprime(c, s, x, hp, seed: int, i: int, n: int, device: str = "cpu"):
 
     facts, mask, db = _first(s, n)
     return amplify_hprime(c.task, hp, x, facts, mask, s.questions[:n], db, _oracle_rng(seed, i), device,
-                          repeats=c.sec["amplify"].repeats)
+                          repeats=c.sec["amplify"].repeats, levels=c.sec["amplify"].levels)
 
 
 def with_h(c, s, x, seed: int, i: int, n: int, device: str = "cpu") -> np.ndarray:
@@ -57,7 +57,8 @@ def with_h(c, s, x, seed: int, i: int, n: int, device: str = "cpu") -> np.ndarra
     facts, mask, db = _first(s, n)
     Q = s.questions.shape[1]
     return amplify_h_with_x(c.task, x, facts, mask, np.repeat(np.arange(n), Q), s.questions[:n].reshape(n * Q, -1),
-                            db, _oracle_rng(seed, i), device, repeats=c.sec["amplify"].repeats).answers
+                            db, _oracle_rng(seed, i), device, repeats=c.sec["amplify"].repeats,
+                            levels=c.sec["amplify"].levels).answers
 
 
 def truth_and_classes(s, n: int):

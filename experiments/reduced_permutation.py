@@ -41,7 +41,7 @@ def config(results: str, threads: int, args) -> dict:
                   "token_encoder": args.token_encoder},
             "curriculum": {"start": args.start_size, "threshold": args.threshold},
             "sample": {"contexts": args.contexts},
-            "amplify": {"repeats": args.repeats},
+            "amplify": {"repeats": args.repeats, "levels": args.levels},
             "hprime": json.loads(args.hprime),
         },
     }
@@ -75,6 +75,8 @@ def main() -> None:
     ap.add_argument("--hprime", default="{}", help="H' model settings (JSON, the config's `hprime` section), e.g. '{\"width\": 128, \"layers\": 4}'")
     ap.add_argument("--repeats", choices=["sample", "greedy", "all"], default="greedy",
                     help="how X answers a subquestion asked again in one transcript")
+    ap.add_argument("--levels", type=int, default=1,
+                    help="depth of the amplification tree (amplify.levels; 2: subquestions answered by Amplify(X))")
     ap.add_argument("--threshold", type=float, default=0.85, help="curriculum: agreement that promotes (paper: 0.85)")
     ap.add_argument("--start-size", type=int, default=None, help="first curriculum size (default: the task's)")
     ap.add_argument("--methods", default="amplification,supervised")

@@ -36,6 +36,9 @@ from hprime_vs_h import add_study_args, iteration, study_config, truth_and_class
 
 def breakdown(cfg: dict, seed: int, i: int, contexts: int) -> dict:
     c, s, x, hp = iteration(cfg, "union_find", seed, i)
+    if c.sec["amplify"].levels != 1:  # its causes read a sub-answer as X's own guess
+        raise SystemExit(f"error: union_find_errors reads one-level transcripts; this run has amplify.levels "
+                         f"= {c.sec['amplify'].levels}")
     T = c.task
     n = min(contexts, len(s.facts))
     db = {k: v[:n] for k, v in s.db.items()}

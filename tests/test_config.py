@@ -122,6 +122,8 @@ def test_configs_do_not_share_output_folders():
      "config: x of task wildcard: token_encoder and match_bias cannot both be true"),
     (["tasks=[wildcard]", "per_task.wildcard.x.match_bias_init=3"],
      "config: x of task wildcard: match_bias_init is set but match_bias is false"),
+    (["per_task.union_find.amplify.levels=0"], "config: per_task.union_find.amplify.levels: 0 is less than the minimum of 1"),
+    (["defaults.amplify.levels=2.5"], "config: defaults.amplify.levels: 2.5 is not of type 'integer'"),
 ])
 def test_errors_name_the_key(override, message):
     with pytest.raises(ConfigError) as e:

@@ -341,14 +341,25 @@ class OracleX:
         return self
 
     def encode(self, f, m):
-        return None
+        return torch.arange(len(f))[:, None]  # the "memory" of each context is its index
 
     def generate(self, mem, f, m, q, greedy=True, generator=None):
         self.sampled = getattr(self, "sampled", 0) + (not greedy)
         self.greedy = getattr(self, "greedy", 0) + greedy
         B, Q, ql = q.shape
-        ctx = np.repeat(np.arange(B), Q)
-        return torch.as_tensor(self.task.answer(self.batch.db, ctx, q.numpy().reshape(-1, ql))).view(B, Q, -1)
+        self.questions = getattr(self, "questions", 0) + B * Q
+        ctx = np.repeat(mem[:, 0].numpy(), Q)  # rows of any contexts (amplify levels > 1) too
+        return torch.as_tensor(self.answers(ctx, q.numpy().reshape(-1, ql))).view(B, Q, -1)
+
+    def answers(self, ctx, q):
+        return self.task.answer(self.batch.db, ctx, q)
+
+
+class BlankX(OracleX):
+    """An X that knows nothing: every answer is all-0 (malformed, so H answers "unknown")."""
+
+    def answers(self, ctx, q):
+        return np.zeros((len(q), self.task.answer_length), dtype=np.int64)
 
 
 @pytest.mark.parametrize("name", ["permutation", "union_find"])
@@ -359,6 +370,35 @@ def test_amplify_hprime_with_perfect_hprime_and_oracle_x_is_ground_truth(name):
                         b.db, np.random.default_rng(0))
     assert np.array_equal(tr.answers, b.answers.reshape(24, -1))
     assert (tr.asked > 0).all()
+
+
+@pytest.mark.parametrize("name", ["permutation", "union_find", "shortest_path"])
+def test_amplify_levels_with_perfect_hprime_and_oracle_x_is_ground_truth(name):
+    params = {"log_iters": 5} if name == "permutation" else {}  # exponents that need X at level 3 too
+    task = make_task(name, nchars=4, length=1, **params)
+    b = task.generate(4, task.max_size, 5, n_questions=6)
+    for levels in (2, 3):
+        x = OracleX(task, b)
+        tr = amplify_hprime(task, ScriptedHPrime(task), x, b.facts, b.fact_mask, b.questions,
+                            b.db, np.random.default_rng(0), levels=levels)
+        assert np.array_equal(tr.answers, b.answers.reshape(24, -1)), levels
+        assert x.questions > 0  # X answered at the leaves
+
+
+def test_amplify_levels_reach_one_class_deeper_per_level_without_x():
+    """With an X that knows nothing, Amplify^{H} is right exactly where H's tree reaches the oracle:
+    sigma^n with n < 4 needs only primitives (bits2); each level adds one bit of the exponent."""
+    task = make_task("permutation", nchars=8, length=1, log_iters=5)
+    b = task.generate(16, task.max_size, 3, n_questions=8)
+    bits = b.classes.reshape(-1) + 2  # class k is bit-length k + 2
+    for levels in (1, 2, 3, 4):
+        tr = amplify_hprime(task, ScriptedHPrime(task), BlankX(task, b), b.facts, b.fact_mask, b.questions,
+                            b.db, np.random.default_rng(0), levels=levels)
+        right = (tr.answers == b.answers.reshape(len(bits), -1)).all(-1)
+        assert np.array_equal(right, bits <= levels + 1), levels
+    with pytest.raises(ValueError, match="at least 1"):
+        amplify_hprime(task, ScriptedHPrime(task), BlankX(task, b), b.facts, b.fact_mask, b.questions,
+                       b.db, np.random.default_rng(0), levels=0)
 
 
 def test_repeated_subquestions_get_a_fresh_sample_only_when_asked_for():
@@ -430,6 +470,31 @@ def test_amplify_h_with_x_decodes_as_repeats_says(repeats, monkeypatch):
                               b.questions.reshape(B * Q, -1), b.db, np.random.default_rng(0), repeats=repeats)
     assert np.array_equal(tr.answers, b.answers.reshape(B * Q, -1))
     assert (False in seen) == (repeats != "greedy") and (True in seen) == (repeats != "all")
+
+
+def test_amplify_h_with_x_levels_match_amplify_hprime_levels(monkeypatch):
+    """Amplify^H(X) at L levels (the diagnostics' H in H' place) is right exactly where
+    Amplify^{H'}(X) with a perfect H' is, for an X that knows nothing: bit-lengths up to L + 1."""
+    import amplification.amplify as amp
+
+    task = make_task("permutation", nchars=8, length=1, log_iters=5)
+    b = task.generate(16, task.max_size, 3, n_questions=8)
+
+    class KnowsNothing:
+        def __init__(self, x, facts, mask, device):
+            pass
+
+        def __call__(self, ctx, q, greedy=True, generator=None):
+            return np.zeros((len(q), task.answer_length), dtype=np.int64)
+
+    monkeypatch.setattr(amp, "XAnswerer", KnowsNothing)
+    B, Q = b.questions.shape[:2]
+    bits = b.classes.reshape(-1) + 2
+    for levels in (1, 2, 3):
+        tr = amp.amplify_h_with_x(task, None, b.facts, b.fact_mask, np.repeat(np.arange(B), Q),
+                                  b.questions.reshape(B * Q, -1), b.db, np.random.default_rng(0), levels=levels)
+        right = (tr.answers == b.answers.reshape(B * Q, -1)).all(-1)
+        assert np.array_equal(right, bits <= levels + 1), levels
 
 
 def test_checkpoint_resume_is_bit_identical(tmp_path):

@@ -39,21 +39,53 @@ def seeded_generator(rng: np.random.Generator, device="cpu") -> torch.Generator:
 
 @torch.no_grad()  # inference only: without it every H' step kept its autograd graph (20 GB at 16k questions)
 def amplify_hprime(task: Task, hp: HPrime, x: XModel, facts, fact_mask, questions, db, rng,
-                   device="cpu", greedy: bool = True, generator=None, repeats: str = "greedy") -> Transcripts:
+                   device="cpu", greedy: bool = True, generator=None, repeats: str = "greedy",
+                   levels: int = 1) -> Transcripts:
     """Targets = Amplify^{H'}(X) for questions [B, Q, ql] of contexts facts [B, F, fl].
 
     Returns the transcripts (their `answers` [B*Q, al] are the targets). `rng` (numpy) drives the
     oracle's random primitives; `generator` (torch) the sampling when greedy is False, and X's
-    answers to repeated subquestions when `repeats="sample"`."""
+    answers to repeated subquestions when `repeats="sample"`.
+
+    `levels` L > 1 (a deviation; the paper's Amplify is L = 1): the complex subquestions are
+    answered by Amplify^{H'} one level down instead of by X, a tree of depth L with X only at its
+    leaves. A repeated subquestion then gets a new tree, with new draws of the oracle's random
+    primitives (union find's `some neighbour of x`), so H's second ask is no longer a no-op."""
+    if levels < 1:
+        raise ValueError(f"amplify levels must be at least 1, got {levels}")
     hp.eval(), x.eval()
     if generator is None and repeats in ("sample", "all"):  # (only then: the greedy default draws nothing)
         generator = seeded_generator(rng, device)
     B, Q, ql = questions.shape
-    al, R, N = task.answer_length, task.rounds, B * Q
+    al, N = task.answer_length, B * Q
     ft, fm = to_tensor(facts, device).long(), to_tensor(fact_mask, device).bool()
     mem = x.encode(ft, fm)  # once per context, for all rounds
-    ctx = np.repeat(np.arange(B), Q)
-    flat_q = np.asarray(questions).reshape(N, ql)
+
+    def x_all(ctx, sq, rest, again):
+        """X on every row at once, in the contexts' [B, Q] layout (one pass over each fact encoding)."""
+        qs = to_tensor(sq, device).long().view(B, Q, ql)
+        # greedy, unless every answer of X is sampled, as in the original (`repeats="all"`)
+        ans = x.generate(mem, ft, fm, qs, greedy=repeats != "all", generator=generator).view(N, al).cpu().numpy()
+        again = rest & again if repeats == "sample" else np.zeros(N, dtype=bool)
+        if again.any():
+            xs = x.generate(mem, ft, fm, qs, greedy=False, generator=generator).view(N, al).cpu().numpy()
+            ans[again] = xs[again]
+        return ans
+
+    answer = x_all
+    if levels > 1:  # X at the leaves answers only the rows that reach it, each on its context's encoding
+        answer = functools.partial(_x_rows, x, mem, ft, fm, al, repeats, generator, device)
+        for _ in range(levels - 1):  # each level of H' below the top one (the call below, on every row)
+            answer = functools.partial(_amplified_rows, task, hp, answer, db, rng, device, greedy, generator)
+    return _amplify_rows(task, hp, answer, db, rng, device, greedy, generator,
+                         np.repeat(np.arange(B), Q), np.asarray(questions).reshape(N, ql))
+
+
+def _amplify_rows(task: Task, hp: HPrime, answer, db, rng, device, greedy, generator, ctx, flat_q) -> Transcripts:
+    """H' runs the transcripts of questions flat_q [N, ql] (of contexts ctx [N]) in lock-step
+    rounds; `answer(ctx, subquestions, rest, again)` gives the rows `rest` (complex, not blank)
+    their answers [N, al] (`again`: the transcript asked that subquestion before)."""
+    al, R, N, ql = task.answer_length, task.rounds, len(flat_q), task.question_length
     subq = np.zeros((N, R, ql), dtype=np.int64)
     suba = np.zeros((N, R, al), dtype=np.int64)
     asked = np.zeros(N, dtype=np.int64)
@@ -76,14 +108,7 @@ def amplify_hprime(task: Task, hp: HPrime, x: XModel, facts, fact_mask, question
             ans[prim] = task.answer(db, ctx[prim], sq[prim], rng)
         rest = ~blank & ~prim
         if rest.any():
-            qs = to_tensor(sq, device).long().view(B, Q, ql)
-            # greedy, unless every answer of X is sampled, as in the original (`repeats="all"`)
-            xa = x.generate(mem, ft, fm, qs, greedy=repeats != "all", generator=generator).view(N, al).cpu().numpy()
-            ans[rest] = xa[rest]
-            again = rest & repeated(subq, r, sq) if repeats == "sample" else np.zeros(N, dtype=bool)
-            if again.any():
-                xs = x.generate(mem, ft, fm, qs, greedy=False, generator=generator).view(N, al).cpu().numpy()
-                ans[again] = xs[again]
+            ans[rest] = answer(ctx, sq, rest, repeated(subq, r, sq))[rest]
         subq[:, r], suba[:, r] = sq, ans
         asked += ~blank
         prim_n += prim
@@ -100,11 +125,41 @@ def amplify_hprime(task: Task, hp: HPrime, x: XModel, facts, fact_mask, question
     return Transcripts(flat_q, subq, suba, answers, asked, prim_n)
 
 
+def _amplified_rows(task, hp, answer, db, rng, device, greedy, generator, ctx, sq, rest, again):
+    """One level down: Amplify^{H'} answers the rows `rest` (a repeat gets a new tree anyway)."""
+    out = np.zeros((len(sq), task.answer_length), dtype=np.int64)
+    out[rest] = _amplify_rows(task, hp, answer, db, rng, device, greedy, generator, ctx[rest], sq[rest]).answers
+    return out
+
+
+def _x_rows(x, mem, ft, fm, al, repeats, generator, device, ctx, sq, rest, again, chunk: int = 4096):
+    """X answers the rows `rest`, each on its own context's encoding (rows of any contexts)."""
+    out = np.zeros((len(sq), al), dtype=np.int64)
+    idx = np.flatnonzero(rest)
+    for sample in (False, True):
+        rows = idx[again[idx]] if sample else idx
+        if sample and repeats != "sample":
+            break
+        for k in range(0, len(rows), chunk):
+            r = rows[k:k + chunk]
+            c = torch.as_tensor(ctx[r], device=device)
+            q = to_tensor(sq[r], device).long().unsqueeze(1)
+            out[r] = x.generate(mem[c], ft[c], fm[c], q, greedy=not sample and repeats != "all",
+                                generator=generator)[:, 0].cpu().numpy()
+    return out
+
+
 def amplify_h_with_x(task: Task, x: XModel, facts, fact_mask, ctx, questions, db, rng,
-                     device="cpu", human=None, repeats: str = "greedy") -> Transcripts:
+                     device="cpu", human=None, repeats: str = "greedy", levels: int = 1) -> Transcripts:
     """Amplify^H(X): the (scripted or recorded) human asks, X's teacher answers complex
     subquestions (a repeated one with a fresh sample, as in `amplify_hprime`), the oracle
-    answers primitive ones."""
+    answers primitive ones.
+
+    `levels` > 1 answers the complex subquestions with Amplify^H one level down, as
+    `amplify_hprime` does; for diagnostics (H in H' place): the decompose stage's H transcripts
+    stay at one level, since every transcript below the top would be an H call too."""
+    if levels < 1:
+        raise ValueError(f"amplify levels must be at least 1, got {levels}")
     answerer = XAnswerer(x, facts, fact_mask, device)
     if repeats == "all":  # every answer of X sampled, as in the original
         answerer = functools.partial(answerer, greedy=False, generator=seeded_generator(rng, device))
@@ -113,4 +168,13 @@ def amplify_h_with_x(task: Task, x: XModel, facts, fact_mask, ctx, questions, db
     if repeats == "sample":
         gen = seeded_generator(rng, device)
         resample = lambda c, q: answerer(c, q, greedy=False, generator=gen)  # noqa: E731
-    return amplify_h(task, ctx, questions, answerer, oracle, human, resample=resample)
+    top = answerer
+    for _ in range(levels - 1):  # (a repeat below the top gets a new tree, with new oracle draws)
+        top = functools.partial(_amplified_h, task, top, oracle, human)
+    if levels > 1:
+        resample = None
+    return amplify_h(task, ctx, questions, top, oracle, human, resample=resample)
+
+
+def _amplified_h(task, answerer, oracle, human, ctx, questions) -> np.ndarray:
+    return amplify_h(task, ctx, questions, answerer, oracle, human).answers

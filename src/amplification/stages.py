@@ -310,7 +310,7 @@ def run_amplify(cfg, task_name, method, seed, i) -> dict:
 
             hp = load_hprime(ins["hprime"], c.device)
             tr = amplify_hprime(c.task, hp, x, batch.facts, batch.fact_mask, batch.questions, batch.db, rng, c.device,
-                                repeats=c.sec["amplify"].repeats)
+                                repeats=c.sec["amplify"].repeats, levels=c.sec["amplify"].levels)
             targets = tr.answers.reshape(B, Q, -1)
             rec.update(subquestions=float(tr.asked.mean()), primitive=float(tr.primitive.mean()))
         else:
