@@ -20,7 +20,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
-from amplification import paths  # noqa: E402
+from amplification import hparams, paths  # noqa: E402
 from amplification.config import load_config, task_settings  # noqa: E402
 
 
@@ -81,7 +81,7 @@ def write_fake_tree(cfg: dict) -> list[str]:
         for method in cfg["methods"]:
             for seed in cfg["seeds"]:
                 prev = None
-                for i in range(cfg["iterations"]):
+                for i in range(hparams.iterations(cfg, task)):
                     a = argparse.Namespace(task=task, method=method, seed=seed, iter=i)
                     ins = {"previous": prev} if prev else {}
                     rec = fake_metrics(cfg, a, digest([task, method, seed, i]), ins)

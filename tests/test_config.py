@@ -124,6 +124,8 @@ def test_configs_do_not_share_output_folders():
      "config: x of task wildcard: match_bias_init is set but match_bias is false"),
     (["per_task.union_find.amplify.levels=0"], "config: per_task.union_find.amplify.levels: 0 is less than the minimum of 1"),
     (["defaults.amplify.levels=2.5"], "config: defaults.amplify.levels: 2.5 is not of type 'integer'"),
+    (["per_task.union_find.schedule.iterations=0"],
+     "config: per_task.union_find.schedule.iterations: 0 is less than the minimum of 1"),
 ])
 def test_errors_name_the_key(override, message):
     with pytest.raises(ConfigError) as e:
@@ -131,6 +133,15 @@ def test_errors_name_the_key(override, message):
     msg = str(e.value)
     assert msg.startswith(message), msg
     assert "\n" not in msg
+
+
+def test_a_task_sets_its_own_iterations():
+    from amplification.hparams import iterations
+
+    cfg = load_config([], ["iterations=5", "per_task.union_find.schedule.iterations=7"])
+    assert [iterations(cfg, t) for t in ("permutation", "union_find")] == [5, 7]
+    cfg = load_config([], ["iterations=5", "defaults.schedule.iterations=6", "per_task.union_find.schedule.iterations=7"])
+    assert [iterations(cfg, t) for t in ("permutation", "union_find")] == [6, 7]
 
 
 def test_bad_files(tmp_path):

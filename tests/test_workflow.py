@@ -98,11 +98,15 @@ def test_readme_quick_start_and_ci_agree():
 
 # ---- the DAG, without running anything ------------------------------------------------------------
 def expected_counts(cfg) -> dict:
+    from amplification.hparams import iterations
+
     runs = len(cfg["tasks"]) * len(cfg["methods"]) * len(cfg["seeds"])
-    amp = len(cfg["tasks"]) * len(cfg["seeds"]) * ("amplification" in cfg["methods"])
-    n = cfg["iterations"]
-    counts = {"testset": len(cfg["tasks"]), "sample": runs * n, "decompose": amp * n, "train_hprime": amp * n,
-              "amplify": runs * n, "distill": runs * n, "evaluate": runs * n, "summary": 1, "figures": 1, "all": 1}
+    # iterations of one run of each task, summed over tasks and seeds (a task may set its own)
+    n = sum(iterations(cfg, t) for t in cfg["tasks"]) * len(cfg["seeds"])
+    amp = n * ("amplification" in cfg["methods"])
+    per_method = n * len(cfg["methods"])
+    counts = {"testset": len(cfg["tasks"]), "sample": per_method, "decompose": amp, "train_hprime": amp,
+              "amplify": per_method, "distill": per_method, "evaluate": per_method, "summary": 1, "figures": 1, "all": 1}
     if cfg["mlflow"]["enabled"] and cfg["mlflow"]["log"] == "run":
         counts["track"] = runs  # one MLflow job per run instead of one per evaluate
     return counts
@@ -131,6 +135,20 @@ def test_dry_run_paper_config(wd):
     text = r.stdout + r.stderr
     assert "resources: tmpdir=/tmp, gpu=1" in text  # device cuda: distill takes the GPU
     assert re.search(r"stage distill --config \S+ --task wildcard --method amplification --seed 0 --iter 1 > \S+distill.log 2>&1", text)
+
+
+def test_a_task_can_run_more_iterations_than_the_study(wd):
+    """per_task.<t>.schedule.iterations: that task's runs (both methods) have their own length."""
+    from amplification.config import load_config
+
+    over = ["iterations=2", "tasks=[permutation, wildcard]", "per_task={permutation: {schedule: {iterations: 3}}}"]
+    r = sm(wd, "-n", "-p", *SMOKE, "--config", *over)
+    cfg = load_config(os.path.join(wd, "config", "smoke.yaml"), over)
+    assert job_counts(r) == expected_counts(cfg) and job_counts(r)["distill"] == 2 * (3 + 2)
+    text = r.stdout
+    assert "permutation/supervised/seed0/iter2/metrics.json" in text
+    assert "wildcard/supervised/seed0/iter1/metrics.json" in text
+    assert "wildcard/supervised/seed0/iter2/" not in text  # the other task stops at the study's 2
 
 
 def test_iteration_chain_and_logs(wd):

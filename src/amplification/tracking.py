@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from . import paths
+from . import hparams, paths
 
 # a tracking server that is down must cost seconds, not the minutes of MLflow's default retries
 _HTTP_DEFAULTS = {
@@ -254,7 +254,7 @@ def iter_records(cfg: dict, task: str | None = None, method: str | None = None, 
     for task in tasks:
         for method in methods:
             for seed in seeds:
-                for i in range(int(cfg["iterations"])):
+                for i in range(hparams.iterations(cfg, task)):
                     p = metrics_path(cfg, task, method, seed, i)
                     if not os.path.exists(p):
                         continue

@@ -4,7 +4,7 @@ import json
 import re
 import shlex
 
-from amplification import paths
+from amplification import hparams, paths
 from amplification.server import ENV as SERVER_ENV
 from amplification.tracking import logs_per_run
 from amplification.config import ConfigError, dump, load_config, retype, save_resolved, task_settings
@@ -28,7 +28,7 @@ config.update(CFG)
 RESULTS = CFG["results_dir"]
 DATA = CFG["data_dir"]
 TASKS, METHODS, SEEDS = CFG["tasks"], CFG["methods"], CFG["seeds"]
-LAST = CFG["iterations"] - 1
+ITERS = {t: hparams.iterations(CFG, t) for t in TASKS}  # per task: its schedule.iterations or the study's
 LOGS = os.path.join("logs", CFG["name"])
 
 # The jobs read the resolved config (defaults filled in, overrides applied) from a file named by
@@ -138,11 +138,11 @@ def metrics_file(task, method, seed, i):
 
 def all_metrics(wildcards=None):
     """Every iteration's metrics.json of the study."""
-    return [metrics_file(t, m, s, i) for t in TASKS for m in METHODS for s in SEEDS for i in range(LAST + 1)]
+    return [metrics_file(t, m, s, i) for t in TASKS for m in METHODS for s in SEEDS for i in range(ITERS[t])]
 
 
 def final_metrics(wildcards=None):
-    return [metrics_file(t, m, s, LAST) for t in TASKS for m in METHODS for s in SEEDS]
+    return [metrics_file(t, m, s, ITERS[t] - 1) for t in TASKS for m in METHODS for s in SEEDS]
 
 
 def track_markers(wildcards=None):

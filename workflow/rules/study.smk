@@ -26,7 +26,7 @@ rule summary:
 rule track:
     """Log one run's iterations to MLflow at once (mlflow.log: run); a tracking failure only warns."""
     input:
-        metrics=lambda w: [metrics_file(w.task, w.method, int(w.seed), i) for i in range(LAST + 1)],
+        metrics=lambda w: [metrics_file(w.task, w.method, int(w.seed), i) for i in range(ITERS[w.task])],
     output:
         marker=paths.track_marker(RESULTS, "{task}", "{method}", "{seed}"),
     log:

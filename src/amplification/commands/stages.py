@@ -17,7 +17,7 @@ def _cfg(args):
 
 def cmd_stage(args) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from .. import stages
+    from .. import hparams, stages
 
     cfg = _cfg(args)
     if args.task not in cfg["tasks"]:
@@ -28,8 +28,9 @@ def cmd_stage(args) -> int:
     for name in ("method", "seed", "iter"):
         if getattr(args, name) is None:
             raise ValueError(f"stage {args.stage} needs --{name}")
-    if args.iter < 0 or args.iter >= cfg["iterations"]:
-        raise ValueError(f"--iter must be in [0, {cfg['iterations'] - 1}] (config iterations), got {args.iter}")
+    n = hparams.iterations(cfg, args.task)
+    if args.iter < 0 or args.iter >= n:
+        raise ValueError(f"--iter must be in [0, {n - 1}] (the iterations of {args.task}'s runs), got {args.iter}")
     if args.method == "supervised" and args.stage in ("decompose", "train_hprime"):
         raise ValueError(f"stage {args.stage} exists only for method amplification")
     rec = stages.STAGES[args.stage](cfg, args.task, args.method, args.seed, args.iter)
