@@ -41,16 +41,17 @@ def _oracle_rng(seed: int, i: int):
     return np.random.default_rng([seed, i, 99])  # the same oracle draws for H' and for H
 
 
-def with_hprime(c, s, x, hp, seed: int, i: int, n: int, device: str = "cpu"):
-    """Transcripts of Amplify^{H'}(X) on the first n sampled contexts (their answers: the targets)."""
+def with_hprime(c, s, x, hp, seed: int, i: int, n: int, device: str = "cpu", levels: int | None = None):
+    """Transcripts of Amplify^{H'}(X) on the first n sampled contexts (their answers: the targets);
+    `levels`: the amplification tree's depth, by default the run's."""
     from amplification.amplify import amplify_hprime
 
     facts, mask, db = _first(s, n)
     return amplify_hprime(c.task, hp, x, facts, mask, s.questions[:n], db, _oracle_rng(seed, i), device,
-                          repeats=c.sec["amplify"].repeats, levels=c.sec["amplify"].levels)
+                          repeats=c.sec["amplify"].repeats, levels=levels or c.sec["amplify"].levels)
 
 
-def with_h(c, s, x, seed: int, i: int, n: int, device: str = "cpu") -> np.ndarray:
+def with_h(c, s, x, seed: int, i: int, n: int, device: str = "cpu", levels: int | None = None) -> np.ndarray:
     """Answers of Amplify^H(X), the scripted human in H' place, on the same questions and draws."""
     from amplification.amplify import amplify_h_with_x
 
@@ -58,20 +59,21 @@ def with_h(c, s, x, seed: int, i: int, n: int, device: str = "cpu") -> np.ndarra
     Q = s.questions.shape[1]
     return amplify_h_with_x(c.task, x, facts, mask, np.repeat(np.arange(n), Q), s.questions[:n].reshape(n * Q, -1),
                             db, _oracle_rng(seed, i), device, repeats=c.sec["amplify"].repeats,
-                            levels=c.sec["amplify"].levels).answers
+                            levels=levels or c.sec["amplify"].levels).answers
 
 
 def truth_and_classes(s, n: int):
     return s.answers[:n].reshape(-1, s.answers.shape[-1]), s.classes[:n].reshape(-1)
 
 
-def compare(cfg: dict, task_name: str, seed: int, i: int, contexts: int, device: str = "cpu") -> dict:
+def compare(cfg: dict, task_name: str, seed: int, i: int, contexts: int, device: str = "cpu",
+            levels: int | None = None) -> dict:
     from amplification import paths
 
     c, s, x, hp = iteration(cfg, task_name, seed, i, device)
     n = min(contexts, len(s.facts))
-    by_hp = with_hprime(c, s, x, hp, seed, i, n, device).answers
-    by_h = with_h(c, s, x, seed, i, n, device)
+    by_hp = with_hprime(c, s, x, hp, seed, i, n, device, levels).answers
+    by_h = with_h(c, s, x, seed, i, n, device, levels)
     truth, cls = truth_and_classes(s, n)
     ok_hp, ok_h, same = ((by_hp == truth).all(-1), (by_h == truth).all(-1), (by_hp == by_h).all(-1))
     rows = {"all": (len(cls), ok_hp.mean(), ok_h.mean(), same.mean())}
@@ -107,9 +109,12 @@ def study_config(args) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_study_args(ap, contexts=128)
+    ap.add_argument("--levels", type=int, choices=range(1, 5), default=None,
+                    help="the amplification tree's depth for both (amplify.levels; default: the run's)")
     args = ap.parse_args()
-    r = compare(study_config(args), args.task, args.seed, args.iter, args.contexts)
-    print(f"{r['run']} iteration {args.iter} (size {r['size']}): targets right with H' / with H, and H'==H")
+    r = compare(study_config(args), args.task, args.seed, args.iter, args.contexts, levels=args.levels)
+    depth = f", {args.levels} level(s)" if args.levels else ""
+    print(f"{r['run']} iteration {args.iter} (size {r['size']}{depth}): targets right with H' / with H, and H'==H")
     print(f"{'class':10s} {'n':>6s} {'H_prime':>8s} {'H':>6s} {'same':>6s}")
     for name, (n, a, b, same) in r["rows"].items():
         print(f"{name:10s} {n:6d} {a:8.3f} {b:6.3f} {same:6.3f}")

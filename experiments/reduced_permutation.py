@@ -21,6 +21,7 @@ import time
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from amplification import stages  # noqa: E402
+from amplification.config import dump  # noqa: E402
 
 
 def config(results: str, threads: int, args) -> dict:
@@ -88,6 +89,8 @@ def main() -> None:
     args = ap.parse_args()
     results = tempfile.mkdtemp(prefix="reduced-")
     cfg = config(results, args.threads, args)
+    with open(os.path.join(results, "config.yaml"), "w") as fh:  # for the scripts that reread an iteration
+        fh.write(dump(cfg))
     stages.run_testset(cfg, args.task)
     summary = {}
     for method in args.methods.split(","):
@@ -110,7 +113,7 @@ def main() -> None:
     print("\nmethod         reached  steps  wall_s  H_calls  accuracy")
     for method, r in summary.items():
         print(f"{method:13s}  {'yes' if r else 'no':7s}  " + ("  ".join(str(v) for v in r) if r else "-"))
-    print(f"(results in {results})")
+    print(f"(results in {results}, its config in config.yaml there)")
 
 
 if __name__ == "__main__":
