@@ -5,7 +5,9 @@ Prints:
      step on the same batch, and the cost of one distilled step in each method under a pipeline
      config (targets are generated once per iteration and replayed for `steps` steps);
   2. X answering with the cached fact encoding against recomputing it per question (speed-up);
-  3. H' transcript decoding with and without the key/value cache (speed-up).
+  3. H' transcript decoding with and without the key/value cache (speed-up);
+  4. Amplify^{H'}(X) with a tree of depth 1 and 2 (`amplify.levels`), each with H''s one-query
+     attention as two einsums and as torch's scaled_dot_product_attention (the targets must agree).
 
     python bench/bench_learning.py                       # reduced permutation, CPU, 2 threads
     python bench/bench_learning.py --paper --device cuda --steps 300   # the GPU check (issue 3)
@@ -55,6 +57,7 @@ def main():
     ap.add_argument("--steps", type=int, default=20, help="distil steps timed (GPU check: a few hundred)")
     ap.add_argument("--iter-contexts", type=int, default=512, help="contexts per iteration (pipeline ratio)")
     ap.add_argument("--iter-steps", type=int, default=200, help="distil steps per iteration (pipeline ratio)")
+    ap.add_argument("--amp-contexts", type=int, default=256, help="contexts of part 4's Amplify^{H'}(X) batch")
     ap.add_argument("--autograd-amplify", action="store_true",
                     help="run Amplify^H'(X) with autograd on, as before the memory fix (its peak memory, for comparison)")
     args = ap.parse_args()
@@ -175,6 +178,26 @@ def main():
     tw, tn = timeit(with_cache, dev, repeats=1), timeit(without_cache, dev, repeats=1)
     print(f"   {len(seqs)} transcripts of {seqs.shape[1]} tokens: cache {tw * 1e3:.1f} ms, "
           f"no cache {tn * 1e3:.1f} ms -> {tn / tw:.1f}x speed-up")
+
+    print("\n4. Amplify^H'(X) by tree depth, H' one-query attention as einsums against torch's SDPA")
+    import amplification.hprime as hprime_mod
+
+    b4 = task.generate(args.amp_contexts, size, 4)
+    n4 = b4.questions.shape[0] * b4.questions.shape[1]
+    for levels in (1, 2):
+        times, answers = {}, {}
+        for impl in ("sdpa", "einsum"):
+            hprime_mod.ONE_QUERY_ATTENTION = impl
+
+            def amp4():
+                with autocast:
+                    answers[impl] = amplify_hprime(task, hp.model, d.teacher.model, b4.facts, b4.fact_mask, b4.questions,
+                                                   b4.db, np.random.default_rng(5), dev, levels=levels).answers
+            times[impl] = timeit(amp4, dev, repeats=2)
+        same = (answers["sdpa"] == answers["einsum"]).all(-1).mean()
+        print(f"   levels {levels}, {n4} questions: sdpa {times['sdpa']:.2f} s, einsum {times['einsum']:.2f} s -> "
+              f"{times['sdpa'] / times['einsum']:.2f}x; the same targets for {same:.1%}")
+    hprime_mod.ONE_QUERY_ATTENTION = "einsum"
     if dev == "cuda":
         print(f"\npeak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 

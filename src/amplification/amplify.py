@@ -132,20 +132,26 @@ def _amplified_rows(task, hp, answer, db, rng, device, greedy, generator, ctx, s
     return out
 
 
-def _x_rows(x, mem, ft, fm, al, repeats, generator, device, ctx, sq, rest, again, chunk: int = 4096):
-    """X answers the rows `rest`, each on its own context's encoding (rows of any contexts)."""
+def _x_rows(x, mem, ft, fm, al, repeats, generator, device, ctx, sq, rest, again):
+    """X answers the rows `rest` of any contexts: each context's rows are laid out in its own row
+    of a [B, Q', ql] batch (Q' the most rows of one context), so the fact encodings are read in
+    place, as at the top level, instead of copied once per row."""
     out = np.zeros((len(sq), al), dtype=np.int64)
     idx = np.flatnonzero(rest)
     for sample in (False, True):
-        rows = idx[again[idx]] if sample else idx
         if sample and repeats != "sample":
             break
-        for k in range(0, len(rows), chunk):
-            r = rows[k:k + chunk]
-            c = torch.as_tensor(ctx[r], device=device)
-            q = to_tensor(sq[r], device).long().unsqueeze(1)
-            out[r] = x.generate(mem[c], ft[c], fm[c], q, greedy=not sample and repeats != "all",
-                                generator=generator)[:, 0].cpu().numpy()
+        rows = idx[again[idx]] if sample else idx
+        if not len(rows):
+            continue
+        rows = rows[np.argsort(ctx[rows], kind="stable")]
+        c = ctx[rows]
+        slot = np.arange(len(c)) - np.searchsorted(c, c, side="left")  # rank of the row in its context
+        q = np.zeros((mem.shape[0], int(slot.max()) + 1, sq.shape[1]), dtype=np.int64)
+        q[c, slot] = sq[rows]
+        ans = x.generate(mem, ft, fm, to_tensor(q, device).long(), greedy=not sample and repeats != "all",
+                         generator=generator).cpu().numpy()
+        out[rows] = ans[c, slot]
     return out
 
 

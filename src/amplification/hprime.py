@@ -29,6 +29,12 @@ def layout(ql: int, al: int, R: int) -> np.ndarray:
     return np.array(kinds)
 
 
+# How a decoding step's one new token attends to the key/value cache: "einsum" (two einsums) or
+# "sdpa" (torch's scaled_dot_product_attention). On CPU the latter was 2-4x slower at one query
+# and thousands of transcripts (python bench/bench_learning.py, part 4, compares them)
+ONE_QUERY_ATTENTION = "einsum"
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: HPrimeConfig):
         super().__init__()
@@ -46,7 +52,11 @@ class CausalSelfAttention(nn.Module):
                 k = torch.cat([cache["k"], k], 2)
                 v = torch.cat([cache["v"], v], 2)
             cache["k"], cache["v"] = k, v
-            y = F.scaled_dot_product_attention(q, k, v)  # the new token sees everything so far
+            if ONE_QUERY_ATTENTION == "sdpa":
+                y = F.scaled_dot_product_attention(q, k, v)  # the new token sees everything so far
+            else:
+                w = torch.softmax(torch.einsum("bhqd,bhtd->bhqt", q, k) * (W // self.h) ** -0.5, -1)
+                y = torch.einsum("bhqt,bhtd->bhqd", w, v)
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.drop if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(B, T, W))
