@@ -197,7 +197,7 @@ def main():
         same = (answers["sdpa"] == answers["einsum"]).all(-1).mean()
         print(f"   levels {levels}, {n4} questions: sdpa {times['sdpa']:.2f} s, einsum {times['einsum']:.2f} s -> "
               f"{times['sdpa'] / times['einsum']:.2f}x; the same targets for {same:.1%}")
-    hprime_mod.ONE_QUERY_ATTENTION = "einsum"
+    hprime_mod.ONE_QUERY_ATTENTION = "auto"
     if dev == "cuda":
         print(f"\npeak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 

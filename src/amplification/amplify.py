@@ -9,6 +9,9 @@ X answers greedily. With `repeats="sample"` a subquestion that the same transcri
 gets a fresh sample instead: shortest path and union find check X's guess of `step` / `parent`
 twice, and two greedy answers are one guess. `repeats="all"` samples every answer of X, as the
 original did.
+
+`levels` > 1 (a deviation) makes Amplify a tree: a complex subquestion is answered by Amplify one
+level down, X only at the leaves (`_amplify_rows` is one level of H'; `_x_rows` the leaves).
 """
 from __future__ import annotations
 

@@ -29,10 +29,11 @@ def layout(ql: int, al: int, R: int) -> np.ndarray:
     return np.array(kinds)
 
 
-# How a decoding step's one new token attends to the key/value cache: "einsum" (two einsums) or
-# "sdpa" (torch's scaled_dot_product_attention). On CPU the latter is slower at one query and
-# thousands of transcripts (python bench/bench_learning.py, part 4, compares them: 1.23x at depth 1)
-ONE_QUERY_ATTENTION = "einsum"
+# How a decoding step's one new token attends to the key/value cache: "einsum" (two einsums),
+# "sdpa" (torch's scaled_dot_product_attention) or "auto": einsums on CPU, where SDPA is slower at
+# one query and thousands of transcripts (python bench/bench_learning.py, part 4, compares them:
+# 1.23x at depth 1), SDPA elsewhere, where its fused kernels are the fast path
+ONE_QUERY_ATTENTION = "auto"
 
 
 class CausalSelfAttention(nn.Module):
@@ -52,7 +53,7 @@ class CausalSelfAttention(nn.Module):
                 k = torch.cat([cache["k"], k], 2)
                 v = torch.cat([cache["v"], v], 2)
             cache["k"], cache["v"] = k, v
-            if ONE_QUERY_ATTENTION == "sdpa":
+            if ONE_QUERY_ATTENTION == "sdpa" or (ONE_QUERY_ATTENTION == "auto" and q.device.type != "cpu"):
                 y = F.scaled_dot_product_attention(q, k, v)  # the new token sees everything so far
             else:
                 w = torch.softmax(torch.einsum("bhqd,bhtd->bhqt", q, k) * (W // self.h) ** -0.5, -1)
