@@ -174,14 +174,12 @@ def amplify_h_with_x(task: Task, x: XModel, facts, fact_mask, ctx, questions, db
         answerer = functools.partial(answerer, greedy=False, generator=seeded_generator(rng, device))
     oracle = lambda c, q: task.answer(db, np.asarray(c), np.asarray(q), rng)  # noqa: E731
     resample = None
-    if repeats == "sample":
+    if repeats == "sample" and levels == 1:  # (deeper, a repeat gets a new tree, with new oracle draws)
         gen = seeded_generator(rng, device)
         resample = lambda c, q: answerer(c, q, greedy=False, generator=gen)  # noqa: E731
     top = answerer
-    for _ in range(levels - 1):  # (a repeat below the top gets a new tree, with new oracle draws)
+    for _ in range(levels - 1):
         top = functools.partial(_amplified_h, task, top, oracle, human)
-    if levels > 1:
-        resample = None
     return amplify_h(task, ctx, questions, top, oracle, human, resample=resample)
 
 

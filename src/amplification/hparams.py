@@ -134,8 +134,8 @@ class AmplifyConfig:
     # and "all" 90.0%, against 90.8% greedy, at 2,400 steps (README notes)
     repeats: str = "greedy"
     # depth of the amplification tree (a deviation; the paper's is 1): at 2, H' asks, and each
-    # complex subquestion is answered by Amplify^{H'}(X) in turn, X only at the leaves. Costs
-    # about R times the amplify stage's H' work per extra level; no extra H calls
+    # complex subquestion is answered by Amplify^{H'}(X) in turn, X only at the leaves. Each
+    # extra level adds amplify-stage time (H' runs every lower transcript); no extra H calls
     levels: int = 1
 
     def __post_init__(self):
@@ -190,5 +190,5 @@ def task_settings(cfg: dict, task: str) -> dict:
 
 def iterations(cfg: dict, task: str) -> int:
     """How many iterations the task's runs have: its `schedule.iterations`, else the study's."""
-    own = task_settings(cfg, task).get("schedule", {}).get("iterations")
+    own = task_settings(cfg, task)["schedule"]["iterations"]
     return int(own if own is not None else cfg["iterations"])
