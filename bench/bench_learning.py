@@ -6,15 +6,19 @@ Prints:
      config (targets are generated once per iteration and replayed for `steps` steps);
   2. X answering with the cached fact encoding against recomputing it per question (speed-up);
   3. H' transcript decoding with and without the key/value cache (speed-up);
-  4. Amplify^{H'}(X) with a tree of depth 1 and 2 (`amplify.levels`), each with H''s one-query
-     attention as two einsums and as torch's scaled_dot_product_attention (the targets must agree).
+  4. Amplify^{H'}(X) with a tree of depth 1 and 2 (`amplify.levels`): H''s key/value cache as
+     implemented (preallocated buffers; one-query attention as two matmuls, and as torch's
+     scaled_dot_product_attention) against the previous one, kept here as the reference (grown by
+     concatenation, attention as two einsums); the targets must agree.
 
     python bench/bench_learning.py                       # reduced permutation, CPU, 2 threads
     python bench/bench_learning.py --paper --device cuda --steps 300   # the GPU check (issue 3)
+    python bench/bench_learning.py --task union_find --threads 1 --study config/config.yaml  # part 4 on trained models
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 
@@ -47,6 +51,50 @@ def timeit(fn, device, repeats=3):
     return best
 
 
+@contextlib.contextmanager
+def concatenated_cache():
+    """The previous key/value cache, as the reference of part 4: every decoding step concatenated
+    its keys and values to the cache (copying all of it) and attended with two einsums."""
+    from amplification import hprime as H
+
+    def attn_forward(self, x, cache=None):
+        if cache is None:
+            return saved["attn"](self, x)
+        B, T, W = x.shape
+        q, k, v = (t.view(B, T, self.h, W // self.h).transpose(1, 2) for t in self.qkv(x).split(W, -1))
+        if "k" in cache:
+            k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
+        cache["k"], cache["v"] = k, v
+        w = torch.softmax(torch.einsum("bhqd,bhtd->bhqt", q, k) * (W // self.h) ** -0.5, -1)
+        return self.out(torch.einsum("bhqt,bhtd->bhqd", w, v).transpose(1, 2).reshape(B, T, W))
+
+    def step(self, cache, tokens):
+        x = self._embed(tokens, cache["t"])
+        for layer, lc in zip(self.layers, cache["layers"]):
+            x = layer(x, lc)  # the first step's several tokens attend causally as in _prefill
+        keys = self.copy_k(self.ln(x))
+        cache["keys"] = keys if cache["keys"] is None else torch.cat([cache["keys"], keys], 1)
+        cache["tokens"] = tokens if cache["tokens"] is None else torch.cat([cache["tokens"], tokens], 1)
+        cache["t"] += tokens.shape[1]
+        return self._output(x[:, -1:], cache["keys"], cache["tokens"])[:, 0]
+
+    def first_attn(self, x, cache=None):  # the question's tokens: causal among themselves
+        if cache is not None and "k" not in cache and x.shape[1] > 1:
+            B, T, W = x.shape
+            q, k, v = (t.view(B, T, self.h, W // self.h).transpose(1, 2) for t in self.qkv(x).split(W, -1))
+            cache["k"], cache["v"] = k, v
+            y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.out(y.transpose(1, 2).reshape(B, T, W))
+        return attn_forward(self, x, cache)
+
+    saved = {"attn": H.CausalSelfAttention.forward, "step": H.HPrime.step}
+    H.CausalSelfAttention.forward, H.HPrime.step = first_attn, step
+    try:
+        yield
+    finally:
+        H.CausalSelfAttention.forward, H.HPrime.step = saved["attn"], saved["step"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", default="permutation")
@@ -58,6 +106,9 @@ def main():
     ap.add_argument("--iter-contexts", type=int, default=512, help="contexts per iteration (pipeline ratio)")
     ap.add_argument("--iter-steps", type=int, default=200, help="distil steps per iteration (pipeline ratio)")
     ap.add_argument("--amp-contexts", type=int, default=256, help="contexts of part 4's Amplify^{H'}(X) batch")
+    ap.add_argument("--study", default=None, metavar="CONFIG",
+                    help="part 4 on a finished study's trained models and sampled batch (its config file), not fresh ones")
+    ap.add_argument("--study-iteration", type=int, default=10, help="that study's iteration (X_{i-1}, H'_i, sample_i)")
     ap.add_argument("--autograd-amplify", action="store_true",
                     help="run Amplify^H'(X) with autograd on, as before the memory fix (its peak memory, for comparison)")
     args = ap.parse_args()
@@ -179,24 +230,42 @@ def main():
     print(f"   {len(seqs)} transcripts of {seqs.shape[1]} tokens: cache {tw * 1e3:.1f} ms, "
           f"no cache {tn * 1e3:.1f} ms -> {tn / tw:.1f}x speed-up")
 
-    print("\n4. Amplify^H'(X) by tree depth, H' one-query attention as einsums against torch's SDPA")
+    print("\n4. Amplify^H'(X) by tree depth: the preallocated key/value cache (matmul or SDPA attention) "
+          "against the previous, concatenated one (einsums)")
     import amplification.hprime as hprime_mod
 
+    task4, hp4, x4 = task, hp.model, d.teacher.model
     b4 = task.generate(args.amp_contexts, size, 4)
+    if args.study:  # a finished study's trained X and H' and its sampled batch, instead of fresh models
+        from amplification import stages
+        from amplification.checkpoint import load_hprime, load_x
+        from amplification.config import load_config
+
+        c = stages.Ctx(load_config(args.study), args.task, "amplification", 0, args.study_iteration)
+        ins = c.inp("amplify")
+        if not all(os.path.exists(p) for p in ins.values()):
+            raise SystemExit(f"bench: --study {args.study}: no finished iteration {args.study_iteration} of its "
+                             f"{args.task} amplification run (run the study first): {ins['model']}")
+        task4, hp4, x4 = c.task, load_hprime(ins["hprime"], dev), load_x(ins["model"], dev, teacher=True)
+        b4 = stages.arrays_to_batch(stages.load_npz(ins["sample"]))
+        print(f"   {args.study}'s {args.task} amplification run, seed 0, iteration {args.study_iteration} "
+              f"(size {b4.size}, {b4.questions.shape[0]} contexts)")
     n4 = b4.questions.shape[0] * b4.questions.shape[1]
+    impls = {"concatenated": ("einsum", concatenated_cache), "matmul": ("matmul", None), "sdpa": ("sdpa", None)}
     for levels in (1, 2):
         times, answers = {}, {}
-        for impl in ("sdpa", "einsum"):
-            hprime_mod.ONE_QUERY_ATTENTION = impl
+        for name, (attention, patch) in impls.items():
+            hprime_mod.ONE_QUERY_ATTENTION = attention
 
             def amp4():
-                with autocast:
-                    answers[impl] = amplify_hprime(task, hp.model, d.teacher.model, b4.facts, b4.fact_mask, b4.questions,
+                with autocast, (patch() if patch else contextlib.nullcontext()):
+                    answers[name] = amplify_hprime(task4, hp4, x4, b4.facts, b4.fact_mask, b4.questions,
                                                    b4.db, np.random.default_rng(5), dev, levels=levels).answers
-            times[impl] = timeit(amp4, dev, repeats=2)
-        same = (answers["sdpa"] == answers["einsum"]).all(-1).mean()
-        print(f"   levels {levels}, {n4} questions: sdpa {times['sdpa']:.2f} s, einsum {times['einsum']:.2f} s -> "
-              f"{times['sdpa'] / times['einsum']:.2f}x; the same targets for {same:.1%}")
+            times[name] = timeit(amp4, dev, repeats=2)
+        ref = times["concatenated"]
+        print(f"   levels {levels}, {n4} questions: concatenated {ref:.2f} s; "
+              + "; ".join(f"{k} {times[k]:.2f} s ({ref / times[k]:.2f}x, the same targets for "
+                          f"{(answers[k] == answers['concatenated']).all(-1).mean():.1%})" for k in ("matmul", "sdpa")))
     hprime_mod.ONE_QUERY_ATTENTION = "auto"
     if dev == "cuda":
         print(f"\npeak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")

@@ -284,6 +284,9 @@ def test_kv_cache_decoding_equals_full_forward():
         for t in range(k, seqs.shape[1]):
             assert torch.allclose(logp, hp.predict_nocache(seqs[:, :t]), atol=1e-4)
             logp = hp.step(cache, seqs[:, t:t + 1])
+        # after the first step the cached attention has no causal mask: one token at a time
+        with pytest.raises(AssertionError, match="several tokens"):
+            hp.step(cache, seqs[:, :2])
 
 
 class ScriptedHPrime:

@@ -29,10 +29,11 @@ def layout(ql: int, al: int, R: int) -> np.ndarray:
     return np.array(kinds)
 
 
-# How a decoding step's one new token attends to the key/value cache: "einsum" (two einsums),
-# "sdpa" (torch's scaled_dot_product_attention) or "auto": einsums on CPU, where SDPA is slower at
-# one query and thousands of transcripts (python bench/bench_learning.py, part 4, compares them:
-# 1.23x at depth 1), SDPA elsewhere, where its fused kernels are the fast path
+# How a decoding step's one new token attends to the key/value cache: "matmul" (two batched
+# matmuls), "sdpa" (torch's scaled_dot_product_attention) or "auto": matmuls on CPU, SDPA elsewhere,
+# where its fused kernels are the fast path. On CPU the matmuls give the targets of the einsums the
+# committed studies ran bit for bit (SDPA rounds differently); python bench/bench_learning.py, part
+# 4, times the two
 ONE_QUERY_ATTENTION = "auto"
 
 
@@ -48,16 +49,15 @@ class CausalSelfAttention(nn.Module):
         B, T, W = x.shape
         q, k, v = self.qkv(x).split(W, -1)
         q, k, v = (t.view(B, T, self.h, W // self.h).transpose(1, 2) for t in (q, k, v))
-        if cache is not None:  # incremental: append this step's keys/values to the cache
-            if "k" in cache:
-                k = torch.cat([cache["k"], k], 2)
-                v = torch.cat([cache["v"], v], 2)
-            cache["k"], cache["v"] = k, v
+        if cache is not None:  # incremental: write this step's keys/values into the cache
+            t = cache["t"]
+            cache["k"][:, :, t:t + T], cache["v"][:, :, t:t + T] = k, v
+            k, v = cache["k"][:, :, :t + T], cache["v"][:, :, :t + T]
             if ONE_QUERY_ATTENTION == "sdpa" or (ONE_QUERY_ATTENTION == "auto" and q.device.type != "cpu"):
                 y = F.scaled_dot_product_attention(q, k, v)  # the new token sees everything so far
-            else:
-                w = torch.softmax(torch.einsum("bhqd,bhtd->bhqt", q, k) * (W // self.h) ** -0.5, -1)
-                y = torch.einsum("bhqt,bhtd->bhqd", w, v)
+            else:  # two batched matmuls, on the cache's strided view (no copy)
+                w = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * (W // self.h) ** -0.5, -1)
+                y = torch.matmul(w, v)
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.drop if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(B, T, W))
@@ -146,32 +146,41 @@ class HPrime(nn.Module):
 
     # ---- incremental decoding ------------------------------------------------------------------
     def start(self, n: int, device="cpu") -> dict:
-        return {"t": 0, "layers": [{} for _ in self.layers], "keys": None,
-                "tokens": torch.zeros(n, 0, dtype=torch.long, device=device)}
+        """A key/value cache for n transcripts. Its buffers are allocated once, at the full length,
+        by the first step (in the dtype of its activations, which autocast may lower): growing
+        them by concatenation copied all of them at every token."""
+        return {"t": 0, "layers": [{} for _ in self.layers], "keys": None, "tokens": None}
+
+    def _buffer(self, like: torch.Tensor, *shape) -> torch.Tensor:
+        return torch.empty(like.shape[0], *shape, dtype=like.dtype, device=like.device)
 
     def step(self, cache: dict, tokens: torch.Tensor) -> torch.Tensor:
         """Feed tokens [B, k] at the next k positions; return log-probs [B, V] of the token after."""
-        x = self._embed(tokens, cache["t"])
+        t, k = cache["t"], tokens.shape[1]
+        assert k == 1 or not t, "several tokens only at the first step (the cached attention has no causal mask)"
+        x = self._embed(tokens, t)
         for layer, lc in zip(self.layers, cache["layers"]):
-            x = layer(x, lc) if x.shape[1] == 1 else self._prefill(layer, x, lc)
-        h = self.ln(x)
-        keys = self.copy_k(h)
-        cache["keys"] = keys if cache["keys"] is None else torch.cat([cache["keys"], keys], 1)
-        cache["tokens"] = torch.cat([cache["tokens"], tokens], 1)
-        cache["t"] += tokens.shape[1]
-        return self._output(x[:, -1:], cache["keys"], cache["tokens"])[:, 0]
+            lc["t"] = t
+            x = layer(x, lc) if t else self._prefill(layer, x, lc)
+        keys = self.copy_k(self.ln(x))
+        if not t:
+            cache["keys"] = self._buffer(keys, self.T, keys.shape[-1])
+            cache["tokens"] = self._buffer(tokens, self.T)
+        cache["keys"][:, t:t + k] = keys
+        cache["tokens"][:, t:t + k] = tokens
+        cache["t"] = t + k
+        return self._output(x[:, -1:], cache["keys"][:, :t + k], cache["tokens"][:, :t + k])[:, 0]
 
-    @staticmethod
-    def _prefill(layer: Layer, x, lc):
-        """Several known tokens at once (the question): causal attention within them, and the
-        keys/values appended to the cache. Only used at the start, when the cache is empty."""
-        assert "k" not in lc, "prefill only on an empty cache"
+    def _prefill(self, layer: Layer, x, lc):
+        """The first tokens (the question, several at once): causal attention within them; the
+        cache's key/value buffers are allocated here and take their keys and values."""
         a = layer.attn
         B, T, W = x.shape
         h = layer.ln1(x)
         q, k, v = a.qkv(h).split(W, -1)
         q, k, v = (t.view(B, T, a.h, W // a.h).transpose(1, 2) for t in (q, k, v))
-        lc["k"], lc["v"] = k, v
+        lc["k"], lc["v"] = (self._buffer(k, a.h, self.T, W // a.h) for _ in range(2))
+        lc["k"][:, :, :T], lc["v"][:, :, :T] = k, v
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         x = x + a.out(y.transpose(1, 2).reshape(B, T, W))
         return x + layer.mlp(layer.ln2(x))
