@@ -9,7 +9,7 @@ from amplification.config import (ConfigError, load_config, parse_override, rety
                                   task_settings, validate)
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
-CONFIGS = ["config/config.yaml", "config/paper.yaml", "config/smoke.yaml", "config/union_find_depth2.yaml"]
+CONFIGS = ["config/config.yaml", "config/paper.yaml", "config/smoke.yaml", "config/union_find_depth1.yaml"]
 
 
 def _resolve(sch, root):
@@ -135,12 +135,13 @@ def test_errors_name_the_key(override, message):
     assert "\n" not in msg
 
 
-def test_union_find_depth2_layers_over_the_default_study():
+def test_union_find_depth1_layers_over_the_default_study():
     base = load_config(os.path.join(ROOT, "config/config.yaml"))
-    cfg = load_config([os.path.join(ROOT, p) for p in ("config/config.yaml", "config/union_find_depth2.yaml")])
-    uf = task_settings(cfg, "union_find")
-    assert (uf["amplify"]["levels"], uf["budget"]["min_calls"], uf["schedule"]["iterations"]) == (2, 1000, 16)
-    assert uf["params"] == task_settings(base, "union_find")["params"]  # the default study's sizes
+    cfg = load_config([os.path.join(ROOT, p) for p in ("config/config.yaml", "config/union_find_depth1.yaml")])
+    uf, uf_base = task_settings(cfg, "union_find"), task_settings(base, "union_find")
+    assert (uf_base["amplify"]["levels"], uf_base["budget"]["min_calls"], uf_base["schedule"]["iterations"]) == (2, 1000, 16)
+    assert (uf["amplify"]["levels"], uf["budget"]["min_calls"], uf["schedule"]["iterations"]) == (1, 200, 14)
+    assert uf["params"] == uf_base["params"]  # the default study's sizes
     for task in ("permutation", "assignments", "wildcard", "shortest_path"):
         assert task_settings(cfg, task) == task_settings(base, task)
     assert cfg["results_dir"] != base["results_dir"] and cfg["data_dir"] != base["data_dir"]
