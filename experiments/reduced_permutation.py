@@ -31,7 +31,7 @@ def config(results: str, threads: int, args) -> dict:
         "test_set": {"contexts": 128, "questions_per_context": 8, "seed": 1000003},
         "defaults": {
             "params": json.loads(args.params),
-            "distill": {"steps": args.steps, "lr": args.lr, "batch_contexts": 32, "replay_iters": args.replay, "ema_horizon": args.ema,
+            "distill": {"steps": args.steps, "lr": args.lr, "batch_contexts": args.batch_contexts, "replay_iters": args.replay, "ema_horizon": args.ema,
                         "warmup": args.warmup},
             "hprime_train": {"steps": args.hp_steps, "converged_steps": args.hp_converged_steps,
                              "hard_fraction": args.hp_hard},
@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--h-min", type=int, default=0, help="H transcripts every later iteration collects at least (budget.min_calls)")
     ap.add_argument("--hp-converged-steps", type=int, default=20, help="H' steps per iteration once the gate says it imitates H")
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--batch-contexts", type=int, default=32, help="contexts per X step, all their questions (distill.batch_contexts)")
     ap.add_argument("--ema", type=int, default=50, help="teacher averaging horizon (steps)")
     ap.add_argument("--replay", type=int, default=1, help="iterations of targets replayed (1: fresh targets only)")
     ap.add_argument("--warmup", type=int, default=200, help="X learning-rate warm-up steps")
