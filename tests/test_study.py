@@ -40,6 +40,18 @@ def test_run_summary_thresholds():
     assert amp.wall_time == 8.0 and amp.h_calls == 200
     assert math.isnan(sup.steps_to_95) and sup.final_accuracy == 0.6
     assert math.isnan(sup.final_accuracy_sampled)  # a missing metric is tolerated
+    assert math.isnan(amp.final_accuracy_ci_low)  # no test-set size given: no interval
+
+
+def test_final_accuracy_interval():
+    recs = [record("wildcard", "amplification", 0, 0, 0.5, 100, 10), record("wildcard", "supervised", 0, 0, 0.95, 100, 0)]
+    s = run_summary(metrics_frame(recs), test_questions=100).set_index("method")
+    # the Wilson score interval of 50 of 100: 40.4% to 59.6% (the textbook value)
+    amp = s.loc["amplification"]
+    assert (round(amp.final_accuracy_ci_low, 4), round(amp.final_accuracy_ci_high, 4)) == (0.4038, 0.5962)
+    sup = s.loc["supervised"]  # asymmetric near 1, and inside [0, 1]
+    assert sup.final_accuracy_ci_low < 0.95 < sup.final_accuracy_ci_high < 1.0
+    assert 0.95 - sup.final_accuracy_ci_low > sup.final_accuracy_ci_high - 0.95
 
 
 def test_write_summary_files(study):
@@ -48,6 +60,9 @@ def test_write_summary_files(study):
     summary = pd.read_csv("results/summary.csv")
     assert len(summary) == 8
     assert {"final_accuracy", "steps_to_95", "examples_to_95", "h_calls_to_95", "wall_time"} <= set(summary.columns)
+    # the interval comes from the config's test-set size (64 x 16 = 1,024 questions by default)
+    assert (summary.final_accuracy_ci_low < summary.final_accuracy).all()
+    assert (summary.final_accuracy <= summary.final_accuracy_ci_high).all()
     metrics = pd.read_csv("results/metrics.csv")
     assert len(metrics) == 32
     assert {"task", "method", "seed", "iteration", "size", "steps", "h_calls", "accuracy/teacher/greedy",
@@ -56,6 +71,7 @@ def test_write_summary_files(study):
     js = json.load(open("results/summary.json"))
     assert set(js) == {"permutation", "wildcard"} and set(js["wildcard"]) == {"amplification", "supervised"}
     assert js["wildcard"]["supervised"]["seeds"] == 2
+    assert not any(k.startswith("final_accuracy_ci") for k in js["wildcard"]["supervised"])  # no mean of intervals
     curves = pd.read_csv("results/curves/permutation.csv")
     assert list(curves.columns) == ["iteration", "amplification", "amplification_steps", "supervised",
                                     "supervised_steps"]

@@ -1,8 +1,9 @@
 """`amplification study summary | figures | sync-mlflow`: study-level tables, figures and tracking,
 all read from the per-iteration metrics.json files (the source of truth).
 
-    summary      results/summary.csv   one row per (task, method, seed): final accuracy; steps,
-                                       training examples and H calls to reach 95%; wall time
+    summary      results/summary.csv   one row per (task, method, seed): final accuracy and its
+                                       95% interval on the test set; steps, training examples and
+                                       H calls to reach 95%; wall time
                  results/metrics.csv   one row per iteration, every metric flattened
                  results/summary.json  means over seeds per task and method (DVC metrics)
                  results/curves/<task>.csv  mean accuracy per iteration and method (DVC plots)
@@ -61,8 +62,18 @@ def _col(df, name, fallback=None):
 
 
 # ---- tables ---------------------------------------------------------------------------------------
-def run_summary(df):
-    """One row per (task, method, seed) from the per-iteration frame."""
+def accuracy_interval(accuracy: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of an accuracy measured on n test questions: how far the test set
+    alone lets the true accuracy lie (1,024 questions: about +-1.3 points near 95%)."""
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(round(accuracy * n)), n).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def run_summary(df, test_questions: int | None = None):
+    """One row per (task, method, seed) from the per-iteration frame; with `test_questions` (the
+    test set's size) also the 95% interval of the final accuracy."""
     import pandas as pd
 
     pct = int(round(TARGET * 100))
@@ -82,6 +93,8 @@ def run_summary(df):
             "iterations": len(g), "final_iteration": int(g["iteration"].iloc[-1]),
             "final_size": last(_col(g, "size")),
             "final_accuracy": last(acc),
+            **({"final_accuracy_ci_low": math.nan, "final_accuracy_ci_high": math.nan} if test_questions is None else
+               dict(zip(("final_accuracy_ci_low", "final_accuracy_ci_high"), accuracy_interval(last(acc), test_questions)))),
             "final_accuracy_sampled": last(_col(g, "accuracy/teacher/sampled")),
             "final_student_accuracy": last(_col(g, "accuracy/student/greedy")),
             "final_targets_accuracy": last(_col(g, "accuracy/targets")),
@@ -99,7 +112,9 @@ def _num(v):
 def summary_json(summary) -> dict:
     """Means over seeds, {task: {method: {...}}}: what `dvc metrics show/diff` compares."""
     out: dict = {}
-    keys = [c for c in summary.columns if c not in ("task", "method", "seed", "config", "final_iteration")]
+    # (a mean of per-seed intervals is no interval: they stay in summary.csv)
+    keys = [c for c in summary.columns if c not in ("task", "method", "seed", "config", "final_iteration")
+            and not c.startswith("final_accuracy_ci")]
     for (task, method), g in summary.groupby(["task", "method"], sort=False):
         d = {k: _num(g[k].astype(float).mean()) for k in keys}
         d["final_accuracy_min"] = _num(g["final_accuracy"].astype(float).min())
@@ -137,7 +152,7 @@ def write_summary(cfg: dict) -> dict:
         raise FileNotFoundError(f"no metrics.json under {cfg['results_dir']}/ for the configured study "
                                 "(run the study first: snakemake --cores all)")
     df = metrics_frame(records)
-    summ = run_summary(df)
+    summ = run_summary(df, cfg["test_set"]["contexts"] * cfg["test_set"]["questions_per_context"])
     res = cfg["results_dir"]
     out = {
         "summary": os.path.join(res, "summary.csv"),
