@@ -88,13 +88,13 @@ def run_summary(df, test_questions: int | None = None):
         first = reached[0] if len(reached) else None
         at = lambda s: float(s.iloc[first]) if first is not None else math.nan  # noqa: E731
         last = lambda s: float(s.iloc[-1])  # noqa: E731
+        lo, hi = accuracy_interval(last(acc), test_questions) if test_questions else (math.nan, math.nan)
         rows.append({
             "task": task, "method": method, "seed": int(seed), "config": g["config"].iloc[-1],
             "iterations": len(g), "final_iteration": int(g["iteration"].iloc[-1]),
             "final_size": last(_col(g, "size")),
             "final_accuracy": last(acc),
-            **({"final_accuracy_ci_low": math.nan, "final_accuracy_ci_high": math.nan} if test_questions is None else
-               dict(zip(("final_accuracy_ci_low", "final_accuracy_ci_high"), accuracy_interval(last(acc), test_questions)))),
+            "final_accuracy_ci_low": lo, "final_accuracy_ci_high": hi,
             "final_accuracy_sampled": last(_col(g, "accuracy/teacher/sampled")),
             "final_student_accuracy": last(_col(g, "accuracy/student/greedy")),
             "final_targets_accuracy": last(_col(g, "accuracy/targets")),
