@@ -62,33 +62,28 @@ def concatenated_cache():
             return saved["attn"](self, x)
         B, T, W = x.shape
         q, k, v = (t.view(B, T, self.h, W // self.h).transpose(1, 2) for t in self.qkv(x).split(W, -1))
-        if "k" in cache:
+        if "k" not in cache:  # the first step, the question's tokens: causal among themselves
+            cache["k"], cache["v"] = k, v
+            y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
             k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
-        cache["k"], cache["v"] = k, v
-        w = torch.softmax(torch.einsum("bhqd,bhtd->bhqt", q, k) * (W // self.h) ** -0.5, -1)
-        return self.out(torch.einsum("bhqt,bhtd->bhqd", w, v).transpose(1, 2).reshape(B, T, W))
+            cache["k"], cache["v"] = k, v
+            w = torch.softmax(torch.einsum("bhqd,bhtd->bhqt", q, k) * (W // self.h) ** -0.5, -1)
+            y = torch.einsum("bhqt,bhtd->bhqd", w, v)
+        return self.out(y.transpose(1, 2).reshape(B, T, W))
 
     def step(self, cache, tokens):
         x = self._embed(tokens, cache["t"])
         for layer, lc in zip(self.layers, cache["layers"]):
-            x = layer(x, lc)  # the first step's several tokens attend causally as in _prefill
+            x = layer(x, lc)
         keys = self.copy_k(self.ln(x))
         cache["keys"] = keys if cache["keys"] is None else torch.cat([cache["keys"], keys], 1)
         cache["tokens"] = tokens if cache["tokens"] is None else torch.cat([cache["tokens"], tokens], 1)
         cache["t"] += tokens.shape[1]
         return self._output(x[:, -1:], cache["keys"], cache["tokens"])[:, 0]
 
-    def first_attn(self, x, cache=None):  # the question's tokens: causal among themselves
-        if cache is not None and "k" not in cache and x.shape[1] > 1:
-            B, T, W = x.shape
-            q, k, v = (t.view(B, T, self.h, W // self.h).transpose(1, 2) for t in self.qkv(x).split(W, -1))
-            cache["k"], cache["v"] = k, v
-            y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-            return self.out(y.transpose(1, 2).reshape(B, T, W))
-        return attn_forward(self, x, cache)
-
     saved = {"attn": H.CausalSelfAttention.forward, "step": H.HPrime.step}
-    H.CausalSelfAttention.forward, H.HPrime.step = first_attn, step
+    H.CausalSelfAttention.forward, H.HPrime.step = attn_forward, step
     try:
         yield
     finally:
