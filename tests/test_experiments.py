@@ -93,6 +93,27 @@ def test_hprime_vs_h_compares_a_study_iteration(tmp_path):
     assert 0.0 <= more["same"] <= 1.0 and 0.0 <= more["right"] <= 1.0
 
 
+def test_fresh_eval_on_the_test_set_itself_gives_the_study_numbers(tmp_path):
+    import numpy as np
+
+    from amplification import stages
+
+    fe = experiment("fresh_eval")
+    cfg = smoke_study(tmp_path)
+    test = stages.arrays_to_batch(stages.load_npz(os.path.join(cfg["data_dir"], "testsets", "permutation.npz")))
+    rows = fe.run_curves(cfg, "permutation", "amplification", 0, test)
+    assert [r["iteration"] for r in rows] == [0, 1]
+    # the same X on the same questions: exactly the evaluate stage's headline number
+    assert all(r["fresh"] == r["test"] for r in rows)
+    assert [r["steps"] for r in rows] == sorted(r["steps"] for r in rows)
+    fresh = fe.fresh_batch(stages.Ctx(cfg, "permutation", "amplification", 0, 0).task, 4, contexts=5, questions=3)
+    assert fresh.questions.shape[:2] == (5, 3) and not np.array_equal(fresh.facts[:5], test.facts[:5])
+    last = fe.run_curves(cfg, "permutation", "amplification", 0, fresh, iters="last")
+    assert len(last) == 1 and last[0]["iteration"] == 1 and 0.0 <= last[0]["fresh"] <= 1.0
+    assert fe.first_at([{"steps": 2, "test": 0.9}, {"steps": 4, "test": 0.96}], "test") == 4
+    assert fe.first_at([{"steps": 2, "test": 0.9}], "test") is None
+
+
 def test_assignments_shortcut_solver_reads_every_answer_from_the_facts():
     measure = experiment("assignments_shortcut").measure
     m = measure(size=5, values=4, contexts=40)
