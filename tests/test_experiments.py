@@ -114,6 +114,30 @@ def test_fresh_eval_on_the_test_set_itself_gives_the_study_numbers(tmp_path):
     assert fe.first_at([{"steps": 2, "test": 0.9}], "test") is None
 
 
+def test_union_find_parents_splits_leaves_from_internal_nodes_and_names_the_wrong_answers():
+    from amplification.tasks import make_task
+
+    parent_table = experiment("union_find_parents").parent_table
+    task = make_task("union_find", nchars=8, length=1)
+    batch = task.generate(64, 8, 5, n_questions=16)
+    right, wrong = parent_table(task, batch, batch.answers)
+    assert not wrong and all(r == n for r, n in right.values())
+    n_parent = sum(n for _, n in right.values())
+    kinds = batch.questions[..., 0] == task.kP
+    assert 0 < n_parent < kinds.sum()  # the roots' questions are left out
+    assert {k for _, k in right} == {"leaf", "internal"}
+    # every non-root answering itself: all wrong, each counted as "x itself", leaves and internal alike
+    selfish = batch.answers.copy()
+    selfish[kinds, 0] = batch.questions[kinds, 1]
+    right2, wrong2 = parent_table(task, batch, selfish)
+    assert sum(r for r, _ in right2.values()) == 0
+    assert sum(wrong2.values()) == n_parent and {w for *_, w in wrong2} == {"x itself"}
+    # no name at all
+    blank = batch.answers.copy()
+    blank[kinds] = 0
+    assert {w for *_, w in parent_table(task, batch, blank)[1]} == {"no name"}
+
+
 def test_assignments_shortcut_solver_reads_every_answer_from_the_facts():
     measure = experiment("assignments_shortcut").measure
     m = measure(size=5, values=4, contexts=40)

@@ -1,0 +1,106 @@
+"""Union find: how well X, and the targets it was trained on, know `parent x`, split by the depth
+of x and by whether x is a leaf of its class's tree (one neighbour: the answer is that
+neighbour) or internal (the answer is the one neighbour closer to the root, a child's question).
+
+For each iteration given, X_i (the teacher, greedy) on a fresh sample at the full size, and (for
+amplification) the targets of iteration i on its own sampled questions; each with the kinds of
+wrong answers: a child of x, x itself (what a root answers), another name, or no name.
+
+    python experiments/union_find_parents.py --iters 5 9 13 15
+    python experiments/union_find_parents.py --methods supervised --iters 15 --contexts 256
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import sys
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+
+
+def parent_table(task, batch, answers) -> tuple[dict, collections.Counter]:
+    """{(depth band, "leaf"|"internal"): (right, n)} over the non-root `parent x` questions of a
+    batch, and the wrong answers by (depth band, kind of x, kind of answer). Depths 4+ are one band."""
+    db = batch.db
+    right: dict = collections.defaultdict(lambda: [0, 0])
+    wrong: collections.Counter = collections.Counter()
+    B, Q = batch.questions.shape[:2]
+    for b in range(B):
+        adj, par, dep, pos = db["adj"][b], db["parent"][b], db["depth"][b], db["pos"][b]
+        for q in range(Q):
+            if batch.questions[b, q, 0] != task.kP:
+                continue
+            p = int(pos[task.name_of(batch.questions[b, q, 1:1 + task.length])])
+            if dep[p] == 0:  # a root answers itself: H needs no decomposition
+                continue
+            key = (min(int(dep[p]), 4), "leaf" if adj[p].sum() == 1 else "internal")
+            ok = bool((answers[b, q] == batch.answers[b, q]).all())
+            right[key][0] += ok
+            right[key][1] += 1
+            if not ok:
+                e = task.name_of(answers[b, q, :task.length])
+                a = None if e is None else int(pos[e])
+                kind = "no name" if a is None else "x itself" if a == p else "a child" if par[a] == p else "another name"
+                wrong[key + (kind,)] += 1
+    return {k: tuple(v) for k, v in sorted(right.items())}, wrong
+
+
+def x_answers(x, batch):
+    import torch
+
+    from amplification.xmodel import to_tensor
+
+    with torch.no_grad():
+        ft, fm = to_tensor(batch.facts, "cpu").long(), to_tensor(batch.fact_mask, "cpu").bool()
+        return x.generate(x.encode(ft, fm), ft, fm, to_tensor(batch.questions, "cpu").long()).numpy()
+
+
+def show(label: str, right: dict, wrong: collections.Counter) -> None:
+    cells = " ".join(f"P{d}{'' if d < 4 else '+'} {k}: {r / n:.3f} ({n})" for (d, k), (r, n) in right.items())
+    print(f"{label:34s} {cells}")
+    if wrong:
+        print(f"{'':34s} wrong: " + ", ".join(f"P{d} {k} -> {w}: {c}" for (d, k, w), c in sorted(wrong.items())))
+
+
+def main(argv=None) -> None:
+    import torch
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from fresh_eval import fresh_batch
+    from hprime_vs_h import study_config
+
+    from amplification import paths, stages
+    from amplification.checkpoint import load_x
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="config/config.yaml", help="the study's config")
+    ap.add_argument("--results", help="the study's results folder (default: the config's results_dir)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--iters", type=int, nargs="+", required=True)
+    ap.add_argument("--methods", nargs="+", default=["amplification", "supervised"])
+    ap.add_argument("--contexts", type=int, default=1024, help="fresh contexts (16 questions each) for X")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = study_config(args)
+    if "union_find" not in cfg["tasks"]:
+        ap.error("the study has no union_find runs")
+    task = stages.Ctx(cfg, "union_find", "amplification", args.seed, 0).task
+    c = stages.Ctx(cfg, "union_find", "amplification", args.seed, 0)
+    fresh = fresh_batch(task, c.max_size, args.contexts, 16)
+    for method in args.methods:
+        for i in args.iters:
+            d = paths.iter_dir(c.results, "union_find", method, args.seed, i)
+            x = load_x(os.path.join(d, "model.pt"), "cpu", teacher=True)
+            show(f"{method} X_{i} (fresh questions)", *parent_table(task, fresh, x_answers(x, fresh)))
+            if method == "amplification":
+                s = stages.arrays_to_batch(stages.load_npz(os.path.join(d, "sample.npz")))
+                t = np.load(os.path.join(d, "targets.npz"))["targets"]
+                show(f"{method} targets of iteration {i}", *parent_table(task, s, t))
+
+
+if __name__ == "__main__":
+    main()
