@@ -4,7 +4,8 @@ neighbour) or internal (the answer is the one neighbour closer to the root, a ch
 
 For each iteration given, X_i (the teacher, greedy) on a fresh sample at the full size, and (for
 amplification) the targets of iteration i on its own sampled questions; each with the kinds of
-wrong answers: a child of x, x itself (what a root answers), another name, or no name.
+wrong answers: a child of x, x itself (what a root answers), another name, or no name; and
+how far off the wrong `depth x` targets are.
 
     python experiments/union_find_parents.py --iters 5 9 13 15
     python experiments/union_find_parents.py --methods supervised --iters 15 --contexts 256
@@ -46,6 +47,18 @@ def parent_table(task, batch, answers) -> tuple[dict, collections.Counter]:
                 kind = "no name" if a is None else "x itself" if a == p else "a child" if par[a] == p else "another name"
                 wrong[key + (kind,)] += 1
     return {k: tuple(v) for k, v in sorted(right.items())}, wrong
+
+
+def depth_errors(task, batch, answers) -> collections.Counter:
+    """Wrong `depth x` answers by (depth band of x, answer - truth); "no depth" if not a depth."""
+    out: collections.Counter = collections.Counter()
+    kd = batch.questions[..., 0] == task.kD
+    wrong = kd & ~(answers == batch.answers).all(-1)
+    for b, q in zip(*np.nonzero(wrong)):
+        t = int(batch.answers[b, q, 0]) - task.depth0
+        a = int(answers[b, q, 0]) - task.depth0
+        out[(min(t, 4), f"{a - t:+d}" if 0 <= a < task.n_names else "no depth")] += 1
+    return out
 
 
 def x_answers(x, batch):
@@ -100,6 +113,9 @@ def main(argv=None) -> None:
                 s = stages.arrays_to_batch(stages.load_npz(os.path.join(d, "sample.npz")))
                 t = np.load(os.path.join(d, "targets.npz"))["targets"]
                 show(f"{method} targets of iteration {i}", *parent_table(task, s, t))
+                dw = depth_errors(task, s, t)
+                print(f"{'':34s} wrong depth targets (depth of x: answer - truth): "
+                      + ", ".join(f"D{d}: {e}: {c}" for (d, e), c in sorted(dw.items())))
 
 
 if __name__ == "__main__":

@@ -136,6 +136,28 @@ def test_union_find_parents_splits_leaves_from_internal_nodes_and_names_the_wron
     blank = batch.answers.copy()
     blank[kinds] = 0
     assert {w for *_, w in parent_table(task, batch, blank)[1]} == {"no name"}
+    # depth answers one too deep: every depth question wrong by +1
+    depth_errors = experiment("union_find_parents").depth_errors
+    assert not depth_errors(task, batch, batch.answers)
+    kd = batch.questions[..., 0] == task.kD
+    deeper = batch.answers.copy()
+    deeper[kd, 0] += 1
+    errs = depth_errors(task, batch, deeper)
+    assert sum(errs.values()) == kd.sum() and {e for _, e in errs} <= {"+1", "no depth"} and errs[(0, "+1")] > 0
+
+
+def test_continue_run_adds_iterations_to_a_copy_and_leaves_the_study_alone(tmp_path):
+    cont = experiment("continue_run").continue_run
+    cfg = smoke_study(tmp_path)
+    run = tmp_path / "r" / "permutation" / "amplification" / "seed0"
+    before = sorted(p.name for p in run.iterdir())
+    got = list(cont(cfg, "permutation", "amplification", 0, 3, str(tmp_path / "s")))
+    assert [i for i, _ in got] == [2, 3]
+    assert got[-1][1]["steps/cumulative"] > got[0][1]["steps/cumulative"]
+    assert sorted(p.name for p in run.iterdir()) == before  # the study's own run is untouched
+    assert (tmp_path / "s" / "results" / "permutation" / "amplification" / "seed0" / "iter3" / "model.pt").exists()
+    with pytest.raises(ValueError, match="already has iterations 0..1"):
+        list(cont(cfg, "permutation", "amplification", 0, 1, str(tmp_path / "s2")))
 
 
 def test_assignments_shortcut_solver_reads_every_answer_from_the_facts():
