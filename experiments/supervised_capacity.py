@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -47,6 +48,9 @@ def main() -> None:
     ap.add_argument("--distill", default="{}", help="more DistillConfig keys (JSON), e.g. '{\"weight_decay\": 0.1}'")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--parent-noise", type=float, default=0.0,
+                    help="union find: this share of internal variables' `parent` labels replaced by a random child "
+                         "(the amplified targets' kind of error); prints X's parent answers by leaf / internal at the end")
     ap.add_argument("--variant", default="", help="assignments diagnostics (comma-separated): fixed_table, same_operands, first_operand, second_operand")
     args = ap.parse_args()
 
@@ -57,8 +61,13 @@ def main() -> None:
     from amplification.tasks import make_task
     from amplification.train import ContextData, Distiller, _trim
 
+    sys.path.insert(0, os.path.dirname(__file__))
+    import union_find_parents as uf_parents
+
     torch.set_num_threads(args.threads)
     task = make_task(args.task, **json.loads(args.params))
+    if args.parent_noise and (args.task != "union_find" or not 0.0 < args.parent_noise <= 1.0):
+        raise SystemExit(f"error: --parent-noise takes a share in (0, 1], for --task union_find only; got {args.parent_noise}")
     if args.variant:
         task = assignments_variant(task, args.variant)
     size = task.check_size(args.size or task.max_size)
@@ -67,6 +76,7 @@ def main() -> None:
                                    "ema_horizon": 50, **json.loads(args.distill)}),
                   args.seed, "cpu")
     rng = np.random.default_rng([args.seed, 1])
+    noise_rng = np.random.default_rng([args.seed, 4])  # its own stream: the data is the same at every noise level
     test = task.generate(128, size, np.random.default_rng([args.seed, 2]), n_questions=8)
     print(f"{args.task}{' (' + args.variant + ')' if args.variant else ''} {json.loads(args.params)} size {size}, pool {args.pool or 'fresh'}, lr {args.lr}, x {args.x}"
           + (f", distill {args.distill}" if json.loads(args.distill) else ""), flush=True)
@@ -74,12 +84,18 @@ def main() -> None:
     for s in range(args.steps):
         if args.pool == 0 or s % args.refresh == 0:
             b = task.generate(args.pool or args.batch, size, rng)
-            data = ContextData(b.facts, b.fact_mask, b.questions, b.answers, b.answers.any(-1))
+            ans = b.answers
+            if args.parent_noise:
+                ans = uf_parents.with_child_parents(task, b, args.parent_noise, noise_rng)
+            data = ContextData(b.facts, b.fact_mask, b.questions, ans, ans.any(-1))
         idx = rng.integers(0, len(data), args.batch) if args.pool else np.arange(len(data))
         d.train_step(*_trim(data, idx))
         if (s + 1) % args.every == 0:
             r = evaluate_model(task, d.teacher.model, test, "cpu", sampled=False)["greedy"]
             print(f"step {s + 1:6d} {time.time() - t0:5.0f}s " + " ".join(f"{k}={v:.2f}" for k, v in r.items()), flush=True)
+    if args.task == "union_find":
+        big = task.generate(1024, size, np.random.default_rng([args.seed, 3]), n_questions=16)
+        uf_parents.show(f"X after {args.steps} steps", *uf_parents.parent_table(task, big, uf_parents.x_answers(d.teacher.model, big)))
 
 
 VARIANTS = ("fixed_table", "same_operands", "first_operand", "second_operand")

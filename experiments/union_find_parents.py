@@ -61,6 +61,28 @@ def depth_errors(task, batch, answers) -> collections.Counter:
     return out
 
 
+def with_child_parents(task, batch, p: float, rng) -> np.ndarray:
+    """The batch's answers with each `parent x` of an internal non-root x replaced, with
+    probability p, by one of x's children drawn uniformly: the one kind of error the amplified
+    `parent` targets make. For supervised_capacity.py's `--parent-noise`."""
+    db, out = batch.db, batch.answers.copy()
+    B, Q = batch.questions.shape[:2]
+    for b in range(B):
+        adj, par, dep, pos, elems = db["adj"][b], db["parent"][b], db["depth"][b], db["pos"][b], db["elems"][b]
+        for q in range(Q):
+            if batch.questions[b, q, 0] != task.kP:
+                continue
+            e = task.name_of(batch.questions[b, q, 1:1 + task.length])
+            if e is None:
+                continue
+            x = int(pos[e])
+            children = [c for c in np.flatnonzero(adj[x]) if par[c] == x and c != x]
+            if dep[x] == 0 or not children or rng.random() >= p:
+                continue
+            out[b, q, :task.length] = task.encode_names(elems[children[rng.integers(len(children))]])
+    return out
+
+
 def x_answers(x, batch):
     import torch
 

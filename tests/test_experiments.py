@@ -61,6 +61,16 @@ def test_supervised_capacity_pool_mode():
     assert "pool 6" in out and out.count("\nstep") == 1
 
 
+def test_supervised_capacity_parent_noise_for_union_find_only():
+    out = run("supervised_capacity.py", "--task", "union_find", "--params", '{"nchars": 4, "length": 1}', "--steps", "2",
+              "--every", "2", "--batch", "3", "--parent-noise", "0.5",
+              "--x", '{"width": 16, "heads": 2, "embed": 8, "enc_layers": 1, "dec_layers": 1}')
+    assert "X after 2 steps" in out and "P1 leaf:" in out
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "supervised_capacity.py"), "--task", "permutation",
+                          "--parent-noise", "0.5"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode != 0 and "--parent-noise" in bad.stderr and "union_find only" in bad.stderr
+
+
 def test_reduced_permutation_one_iteration_each_method():
     out = run("reduced_permutation.py", "--threads", "1", "--steps", "2", "--hp-steps", "2", "--contexts", "8",
               "--width", "16", "--enc-layers", "1", "--dec-layers", "1", "--iterations", "1", "--classes",
@@ -115,6 +125,8 @@ def test_fresh_eval_on_the_test_set_itself_gives_the_study_numbers(tmp_path):
 
 
 def test_union_find_parents_splits_leaves_from_internal_nodes_and_names_the_wrong_answers():
+    import numpy as np
+
     from amplification.tasks import make_task
 
     parent_table = experiment("union_find_parents").parent_table
@@ -144,6 +156,14 @@ def test_union_find_parents_splits_leaves_from_internal_nodes_and_names_the_wron
     deeper[kd, 0] += 1
     errs = depth_errors(task, batch, deeper)
     assert sum(errs.values()) == kd.sum() and {e for _, e in errs} <= {"+1", "no depth"} and errs[(0, "+1")] > 0
+    # supervised_capacity.py's --parent-noise: at 1 every internal variable's parent label is a child
+    noisy = experiment("union_find_parents").with_child_parents
+    rng = np.random.default_rng(0)
+    assert np.array_equal(noisy(task, batch, 0.0, rng), batch.answers)
+    right3, wrong3 = parent_table(task, batch, noisy(task, batch, 1.0, rng))
+    assert all(r == 0 for (_, k), (r, _) in right3.items() if k == "internal")
+    assert all(r == n for (_, k), (r, n) in right3.items() if k == "leaf")
+    assert {w for *_, w in wrong3} == {"a child"}
 
 
 def test_continue_run_adds_iterations_to_a_copy_and_leaves_the_study_alone(tmp_path):
