@@ -36,6 +36,8 @@ def continue_run(cfg: dict, task: str, method: str, seed: int, last: int, scratc
                            "mlflow": {**cfg.get("mlflow", {}), "enabled": False},
                            "per_task": {task: {"schedule": {"iterations": last + 1}}}})
     dst = paths.run_dir(new["results_dir"], task, method, seed)
+    if os.path.exists(dst):
+        raise FileExistsError(f"{dst} exists already: give another --scratch")
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("mlflow.json"))
     test = paths.testset_path(cfg.get("data_dir", "data"), task)
     os.makedirs(os.path.dirname(paths.testset_path(new["data_dir"], task)), exist_ok=True)
@@ -73,7 +75,9 @@ def main(argv=None) -> None:
             print(f"{args.method} iter {i:3d} steps {int(m['steps/cumulative']):6d} acc {m['accuracy/teacher/greedy']:.4f} "
                   f"targets {m['accuracy/targets']:.4f} ({time.time() - t:.0f} s)", flush=True)
             t = time.time()
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:
+        if not args.scratch:  # nothing was run: leave no empty temporary folder behind
+            shutil.rmtree(scratch, ignore_errors=True)
         sys.exit(f"continue_run: {e}")
 
 

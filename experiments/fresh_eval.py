@@ -37,6 +37,9 @@ def run_curves(cfg: dict, task_name: str, method: str, seed: int, fresh, iters: 
     todo = range(n_iter) if iters == "all" else [n_iter - 1]
     for i in todo:
         d = paths.iter_dir(c.results, task_name, method, seed, i)
+        for f in ("metrics.json", "model.pt"):
+            if not os.path.exists(os.path.join(d, f)):
+                raise FileNotFoundError(f"{os.path.join(d, f)} is missing (run the study first, or pass --results)")
         rec = stages.read_json(os.path.join(d, "metrics.json"))
         x = load_x(os.path.join(d, "model.pt"), "cpu", teacher=True)
         acc = stages.evaluate_model(c.task, x, fresh, "cpu", sampled=False)["greedy"]["all"]
@@ -80,7 +83,10 @@ def main(argv=None) -> None:
         c = stages.Ctx(cfg, task_name, "amplification", args.seed, 0)
         fresh = fresh_batch(c.task, c.max_size, args.contexts, args.questions)
         for method in cfg["methods"]:
-            rows = run_curves(cfg, task_name, method, args.seed, fresh, args.iters)
+            try:
+                rows = run_curves(cfg, task_name, method, args.seed, fresh, args.iters)
+            except FileNotFoundError as e:
+                sys.exit(f"fresh_eval: {e}")
             last = rows[-1]
             cell = lambda a, n: "%.2f%% (%.1f-%.1f)" % ((100 * a,) + tuple(100 * v for v in accuracy_interval(a, n)))  # noqa: E731
             at = lambda k: str(first_at(rows, k, TARGET)) if args.iters == "all" else "-"  # noqa: E731

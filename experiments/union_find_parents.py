@@ -129,6 +129,10 @@ def main(argv=None) -> None:
     for method in args.methods:
         for i in args.iters:
             d = paths.iter_dir(c.results, "union_find", method, args.seed, i)
+            need = ["model.pt"] + (["sample.npz", "targets.npz"] if method == "amplification" else [])
+            missing = [f for f in need if not os.path.exists(os.path.join(d, f))]
+            if missing:
+                sys.exit(f"union_find_parents: {os.path.join(d, missing[0])} is missing (run the study first, or pass --results)")
             x = load_x(os.path.join(d, "model.pt"), "cpu", teacher=True)
             show(f"{method} X_{i} (fresh questions)", *parent_table(task, fresh, x_answers(x, fresh)))
             if method == "amplification":

@@ -178,6 +178,8 @@ def test_continue_run_adds_iterations_to_a_copy_and_leaves_the_study_alone(tmp_p
     assert (tmp_path / "s" / "results" / "permutation" / "amplification" / "seed0" / "iter3" / "model.pt").exists()
     with pytest.raises(ValueError, match="already has iterations 0..1"):
         list(cont(cfg, "permutation", "amplification", 0, 1, str(tmp_path / "s2")))
+    with pytest.raises(FileExistsError, match="give another --scratch"):
+        list(cont(cfg, "permutation", "amplification", 0, 3, str(tmp_path / "s")))
 
 
 def test_assignments_shortcut_solver_reads_every_answer_from_the_facts():
