@@ -51,6 +51,12 @@ def main() -> None:
     ap.add_argument("--parent-noise", type=float, default=0.0,
                     help="union find: this share of internal variables' `parent` labels replaced by a random child "
                          "(the amplified targets' kind of error); prints X's parent answers by leaf / internal at the end")
+    ap.add_argument("--depth-noise", type=float, default=0.0,
+                    help="union find: this share of the `depth` labels of variables at depth 2 or more made 1 or 2 "
+                         "too deep (the amplified depth targets' error)")
+    ap.add_argument("--noise-steps", type=int, default=0,
+                    help="with --parent-noise / --depth-noise: noisy labels only in the pools drawn before this step, clean after "
+                         "(0: noisy throughout); does X unlearn early wrong labels?")
     ap.add_argument("--variant", default="", help="assignments diagnostics (comma-separated): fixed_table, same_operands, first_operand, second_operand")
     args = ap.parse_args()
 
@@ -68,6 +74,10 @@ def main() -> None:
     task = make_task(args.task, **json.loads(args.params))
     if args.parent_noise and (args.task != "union_find" or not 0.0 < args.parent_noise <= 1.0):
         raise SystemExit(f"error: --parent-noise takes a share in (0, 1], for --task union_find only; got {args.parent_noise}")
+    if args.depth_noise and (args.task != "union_find" or not 0.0 < args.depth_noise <= 1.0):
+        raise SystemExit(f"error: --depth-noise takes a share in (0, 1], for --task union_find only; got {args.depth_noise}")
+    if args.noise_steps < 0 or (args.noise_steps and not (args.parent_noise or args.depth_noise)):
+        raise SystemExit(f"error: --noise-steps takes a step count >= 0, with --parent-noise or --depth-noise; got {args.noise_steps}")
     if args.variant:
         task = assignments_variant(task, args.variant)
     size = task.check_size(args.size or task.max_size)
@@ -85,8 +95,11 @@ def main() -> None:
         if args.pool == 0 or s % args.refresh == 0:
             b = task.generate(args.pool or args.batch, size, rng)
             ans = b.answers
-            if args.parent_noise:
+            noisy = not args.noise_steps or s < args.noise_steps
+            if args.parent_noise and noisy:
                 ans = uf_parents.with_child_parents(task, b, args.parent_noise, noise_rng)
+            if args.depth_noise and noisy:
+                ans = uf_parents.with_deep_depths(task, b, args.depth_noise, noise_rng, ans)
             data = ContextData(b.facts, b.fact_mask, b.questions, ans, ans.any(-1))
         idx = rng.integers(0, len(data), args.batch) if args.pool else np.arange(len(data))
         d.train_step(*_trim(data, idx))

@@ -5,7 +5,8 @@ neighbour) or internal (the answer is the one neighbour closer to the root, a ch
 For each iteration given, X_i (the teacher, greedy) on a fresh sample at the full size, and (for
 amplification) the targets of iteration i on its own sampled questions; each with the kinds of
 wrong answers: a child of x, x itself (what a root answers), another name, or no name; and
-how far off the wrong `depth x` targets are.
+how far off the wrong `depth x` targets are; and, on internal variables at depth 2 or more,
+whether the targets repeat the wrong answers of X_{i-1}, the model whose answers they were made from.
 
     python experiments/union_find_parents.py --iters 5 9 13 15
     python experiments/union_find_parents.py --methods supervised --iters 15 --contexts 256
@@ -83,6 +84,38 @@ def with_child_parents(task, batch, p: float, rng) -> np.ndarray:
     return out
 
 
+def with_deep_depths(task, batch, p: float, rng, answers=None) -> np.ndarray:
+    """The answers (default: the batch's) with each `depth x` of a variable at depth 2 or more
+    made 1 or 2 too deep, with probability p: the amplified `depth` targets' error (a child in
+    place of a parent on the way up). For supervised_capacity.py's `--depth-noise`."""
+    out = (batch.answers if answers is None else answers).copy()
+    kd = (batch.questions[..., 0] == task.kD) & (batch.answers[..., 0] >= task.depth0 + 2)
+    hit = kd & (rng.random(kd.shape) < p)
+    deeper = out[..., 0] + rng.integers(1, 3, kd.shape)
+    out[..., 0] = np.where(hit, np.minimum(deeper, task.depth0 + task.max_depth), out[..., 0])
+    return out
+
+
+def confirmation(task, batch, x_prev, targets) -> collections.Counter:
+    """On the `parent x` questions of internal variables at depth 2 or more: whether X_{i-1} (the
+    model that answered the targets' subquestions) was right, and whether the target was right,
+    repeated X's wrong answer, or was wrong otherwise."""
+    db, out = batch.db, collections.Counter()
+    B, Q = batch.questions.shape[:2]
+    for b in range(B):
+        for q in range(Q):
+            if batch.questions[b, q, 0] != task.kP:
+                continue
+            p = int(db["pos"][b][task.name_of(batch.questions[b, q, 1:1 + task.length])])
+            if db["depth"][b][p] < 2 or db["adj"][b][p].sum() == 1:
+                continue
+            truth = batch.answers[b, q]
+            x_ok, t_ok = (x_prev[b, q] == truth).all(), (targets[b, q] == truth).all()
+            t = "right" if t_ok else "= X's answer" if (targets[b, q] == x_prev[b, q]).all() else "wrong otherwise"
+            out[("X right" if x_ok else "X wrong", t)] += 1
+    return out
+
+
 def x_answers(x, batch):
     import torch
 
@@ -139,6 +172,12 @@ def main(argv=None) -> None:
                 s = stages.arrays_to_batch(stages.load_npz(os.path.join(d, "sample.npz")))
                 t = np.load(os.path.join(d, "targets.npz"))["targets"]
                 show(f"{method} targets of iteration {i}", *parent_table(task, s, t))
+                if i >= 1:  # the model that answered the targets' subquestions: X_{i-1}
+                    prev = load_x(os.path.join(paths.iter_dir(c.results, "union_find", method, args.seed, i - 1), "model.pt"),
+                                  "cpu", teacher=True)
+                    conf = confirmation(task, s, x_answers(prev, s), t)
+                    print(f"{'':34s} internal, depth >= 2, X_{i - 1} -> target: "
+                          + ", ".join(f"{xk}, target {tk}: {n}" for (xk, tk), n in sorted(conf.items())))
                 dw = depth_errors(task, s, t)
                 print(f"{'':34s} wrong depth targets (depth of x: answer - truth): "
                       + ", ".join(f"D{d}: {e}: {c}" for (d, e), c in sorted(dw.items())))

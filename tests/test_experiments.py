@@ -63,12 +63,15 @@ def test_supervised_capacity_pool_mode():
 
 def test_supervised_capacity_parent_noise_for_union_find_only():
     out = run("supervised_capacity.py", "--task", "union_find", "--params", '{"nchars": 4, "length": 1}', "--steps", "2",
-              "--every", "2", "--batch", "3", "--parent-noise", "0.5",
+              "--every", "2", "--batch", "3", "--parent-noise", "0.5", "--noise-steps", "1",
               "--x", '{"width": 16, "heads": 2, "embed": 8, "enc_layers": 1, "dec_layers": 1}')
     assert "X after 2 steps" in out and "P1 leaf:" in out
     bad = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "supervised_capacity.py"), "--task", "permutation",
                           "--parent-noise", "0.5"], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode != 0 and "--parent-noise" in bad.stderr and "union_find only" in bad.stderr
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "supervised_capacity.py"), "--task", "union_find",
+                          "--noise-steps", "5"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode != 0 and "--noise-steps" in bad.stderr and "with --parent-noise" in bad.stderr
 
 
 def test_reduced_permutation_one_iteration_each_method():
@@ -164,6 +167,20 @@ def test_union_find_parents_splits_leaves_from_internal_nodes_and_names_the_wron
     assert all(r == 0 for (_, k), (r, _) in right3.items() if k == "internal")
     assert all(r == n for (_, k), (r, n) in right3.items() if k == "leaf")
     assert {w for *_, w in wrong3} == {"a child"}
+    # confirmation: an X that is always wrong (a child) and targets that copy it / are right
+    conf = experiment("union_find_parents").confirmation
+    child_x = noisy(task, batch, 1.0, rng)
+    c1 = conf(task, batch, child_x, child_x)
+    assert set(c1) == {("X wrong", "= X's answer")}
+    c2 = conf(task, batch, child_x, batch.answers)
+    assert set(c2) == {("X wrong", "right")} and sum(c2.values()) == sum(c1.values()) > 0
+    # --depth-noise: at 1 every depth label of a variable at depth >= 2 is 1 or 2 too deep (capped)
+    deep = experiment("union_find_parents").with_deep_depths(task, batch, 1.0, rng)
+    kd2 = kd & (batch.answers[..., 0] >= task.depth0 + 2)
+    assert np.array_equal(deep[~kd2], batch.answers[~kd2])
+    delta = deep[kd2, 0] - batch.answers[kd2, 0]
+    capped = batch.answers[kd2, 0] == task.depth0 + task.max_depth
+    assert set(delta[~capped].tolist()) <= {1, 2} and (delta[capped] == 0).all()
 
 
 def test_continue_run_adds_iterations_to_a_copy_and_leaves_the_study_alone(tmp_path):
