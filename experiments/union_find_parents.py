@@ -133,6 +133,28 @@ def show(label: str, right: dict, wrong: collections.Counter) -> None:
         print(f"{'':34s} wrong: " + ", ".join(f"P{d} {k} -> {w}: {c}" for (d, k, w), c in sorted(wrong.items())))
 
 
+def _conf_line(conf: collections.Counter) -> str:
+    return ", ".join(f"{xk}, target {tk}: {n}" for (xk, tk), n in sorted(conf.items()))
+
+
+def rebuilt_confirmation(cfg: dict, seed: int, i: int, n: int) -> dict:
+    """Iteration i's targets on its first n sampled contexts rebuilt with H' (as the study) and
+    with H in H' place, from the same X_{i-1} and oracle draws: the confirmation table of each."""
+    if os.path.dirname(os.path.abspath(__file__)) not in sys.path:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from hprime_vs_h import iteration, with_h, with_hprime
+
+    c, s, x, hp = iteration(cfg, "union_find", seed, i)
+    n = min(n, len(s.facts))
+    Q = s.questions.shape[1]
+    sub = type(s)(**{**vars(s), "facts": s.facts[:n], "fact_mask": s.fact_mask[:n], "questions": s.questions[:n],
+                     "answers": s.answers[:n], "classes": s.classes[:n], "db": {k: v[:n] for k, v in s.db.items()}})
+    xa = x_answers(x, sub)
+    by_hp = with_hprime(c, s, x, hp, seed, i, n).answers.reshape(n, Q, -1)
+    by_h = with_h(c, s, x, seed, i, n).reshape(n, Q, -1)
+    return {"H'": confirmation(c.task, sub, xa, by_hp), "H": confirmation(c.task, sub, xa, by_h)}
+
+
 def main(argv=None) -> None:
     import torch
 
@@ -150,6 +172,9 @@ def main(argv=None) -> None:
     ap.add_argument("--iters", type=int, nargs="+", required=True)
     ap.add_argument("--methods", nargs="+", default=["amplification", "supervised"])
     ap.add_argument("--contexts", type=int, default=1024, help="fresh contexts (16 questions each) for X")
+    ap.add_argument("--with-h", type=int, default=0, metavar="N",
+                    help="also rebuild the targets of the first N sampled contexts with H' and with H in H' place "
+                         "(the same X_{i-1} and oracle draws) and print both confirmation lines: whose is the repeat?")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -176,11 +201,13 @@ def main(argv=None) -> None:
                     prev = load_x(os.path.join(paths.iter_dir(c.results, "union_find", method, args.seed, i - 1), "model.pt"),
                                   "cpu", teacher=True)
                     conf = confirmation(task, s, x_answers(prev, s), t)
-                    print(f"{'':34s} internal, depth >= 2, X_{i - 1} -> target: "
-                          + ", ".join(f"{xk}, target {tk}: {n}" for (xk, tk), n in sorted(conf.items())))
+                    print(f"{'':34s} internal, depth >= 2, X_{i - 1} -> target: " + _conf_line(conf))
+                    if args.with_h:
+                        for who, conf in rebuilt_confirmation(cfg, args.seed, i, args.with_h).items():
+                            print(f"{'':34s} ... first {args.with_h} contexts rebuilt with {who}: " + _conf_line(conf))
                 dw = depth_errors(task, s, t)
                 print(f"{'':34s} wrong depth targets (depth of x: answer - truth): "
-                      + ", ".join(f"D{d}: {e}: {c}" for (d, e), c in sorted(dw.items())))
+                      + ", ".join(f"D{band}: {e}: {n}" for (band, e), n in sorted(dw.items())))
 
 
 if __name__ == "__main__":

@@ -199,6 +199,17 @@ def test_continue_run_adds_iterations_to_a_copy_and_leaves_the_study_alone(tmp_p
         list(cont(cfg, "permutation", "amplification", 0, 3, str(tmp_path / "s")))
 
 
+def test_union_find_parents_rebuilds_a_study_iteration_with_h_prime_and_with_h(tmp_path):
+    uf = experiment("union_find_parents")
+    cfg = smoke_study(tmp_path, task="union_find", params={"nchars": 5, "length": 1})
+    r = uf.rebuilt_confirmation(cfg, 0, 1, 6)
+    assert set(r) == {"H'", "H"}
+    # the same questions are counted for both; only the targets differ
+    assert sum(r["H'"].values()) == sum(r["H"].values())
+    assert sum(v for (xk, _), v in r["H"].items() if xk == "X wrong") == sum(
+        v for (xk, _), v in r["H'"].items() if xk == "X wrong")
+
+
 def test_assignments_shortcut_solver_reads_every_answer_from_the_facts():
     measure = experiment("assignments_shortcut").measure
     m = measure(size=5, values=4, contexts=40)
