@@ -1,6 +1,6 @@
 """Union find: how well X, and the targets it was trained on, know `parent x`, split by the depth
 of x and by whether x is a leaf of its class's tree (one neighbour: the answer is that
-neighbour) or internal (the answer is the one neighbour closer to the root, a child's question).
+neighbour) or internal (it has children; the answer is the one neighbour closer to the root).
 
 For each iteration given, X_i (the teacher, greedy) on a fresh sample at the full size, and (for
 amplification) the targets of iteration i on its own sampled questions; each with the kinds of
@@ -10,6 +10,7 @@ whether the targets repeat the wrong answers of X_{i-1}, the model whose answers
 
     python experiments/union_find_parents.py --iters 5 9 13 15
     python experiments/union_find_parents.py --methods supervised --iters 15 --contexts 256
+    python experiments/union_find_parents.py --methods amplification --iters 15 --with-h 1024
 """
 from __future__ import annotations
 
