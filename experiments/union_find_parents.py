@@ -24,30 +24,34 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 
 
+def parent_questions(task, batch):
+    """(context, question, position of x) of every well-formed `parent x` question of a batch,
+    in row order (the order the noise options draw their random numbers in)."""
+    B, Q = batch.questions.shape[:2]
+    kind, px, _ = task._parse(batch.db, np.repeat(np.arange(B), Q), batch.questions.reshape(B * Q, -1))
+    for i in np.flatnonzero((kind == task.kP) & (px >= 0)):
+        yield int(i) // Q, int(i) % Q, int(px[i])
+
+
 def parent_table(task, batch, answers) -> tuple[dict, collections.Counter]:
     """{(depth band, "leaf"|"internal"): (right, n)} over the non-root `parent x` questions of a
     batch, and the wrong answers by (depth band, kind of x, kind of answer). Depths 4+ are one band."""
     db = batch.db
     right: dict = collections.defaultdict(lambda: [0, 0])
     wrong: collections.Counter = collections.Counter()
-    B, Q = batch.questions.shape[:2]
-    for b in range(B):
-        adj, par, dep, pos = db["adj"][b], db["parent"][b], db["depth"][b], db["pos"][b]
-        for q in range(Q):
-            if batch.questions[b, q, 0] != task.kP:
-                continue
-            p = int(pos[task.name_of(batch.questions[b, q, 1:1 + task.length])])
-            if dep[p] == 0:  # a root answers itself: H needs no decomposition
-                continue
-            key = (min(int(dep[p]), 4), "leaf" if adj[p].sum() == 1 else "internal")
-            ok = bool((answers[b, q] == batch.answers[b, q]).all())
-            right[key][0] += ok
-            right[key][1] += 1
-            if not ok:
-                e = task.name_of(answers[b, q, :task.length])
-                a = None if e is None else int(pos[e])
-                kind = "no name" if a is None else "x itself" if a == p else "a child" if par[a] == p else "another name"
-                wrong[key + (kind,)] += 1
+    for b, q, p in parent_questions(task, batch):
+        dep, par = db["depth"][b], db["parent"][b]
+        if dep[p] == 0:  # a root answers itself: H needs no decomposition
+            continue
+        key = (min(int(dep[p]), 4), "leaf" if db["adj"][b][p].sum() == 1 else "internal")
+        ok = bool((answers[b, q] == batch.answers[b, q]).all())
+        right[key][0] += ok
+        right[key][1] += 1
+        if not ok:
+            e = task.name_of(answers[b, q, :task.length])
+            a = None if e is None else int(db["pos"][b][e])
+            kind = "no name" if a is None else "x itself" if a == p else "a child" if par[a] == p else "another name"
+            wrong[key + (kind,)] += 1
     return {k: tuple(v) for k, v in sorted(right.items())}, wrong
 
 
@@ -68,20 +72,12 @@ def with_child_parents(task, batch, p: float, rng) -> np.ndarray:
     probability p, by one of x's children drawn uniformly: the one kind of error the amplified
     `parent` targets make. For supervised_capacity.py's `--parent-noise`."""
     db, out = batch.db, batch.answers.copy()
-    B, Q = batch.questions.shape[:2]
-    for b in range(B):
-        adj, par, dep, pos, elems = db["adj"][b], db["parent"][b], db["depth"][b], db["pos"][b], db["elems"][b]
-        for q in range(Q):
-            if batch.questions[b, q, 0] != task.kP:
-                continue
-            e = task.name_of(batch.questions[b, q, 1:1 + task.length])
-            if e is None:
-                continue
-            x = int(pos[e])
-            children = [c for c in np.flatnonzero(adj[x]) if par[c] == x and c != x]
-            if dep[x] == 0 or not children or rng.random() >= p:
-                continue
-            out[b, q, :task.length] = task.encode_names(elems[children[rng.integers(len(children))]])
+    for b, q, x in parent_questions(task, batch):
+        par = db["parent"][b]
+        children = [c for c in np.flatnonzero(db["adj"][b][x]) if par[c] == x and c != x]
+        if db["depth"][b][x] == 0 or not children or rng.random() >= p:
+            continue
+        out[b, q, :task.length] = task.encode_names(db["elems"][b][children[rng.integers(len(children))]])
     return out
 
 
@@ -102,18 +98,13 @@ def confirmation(task, batch, x_prev, targets) -> collections.Counter:
     model that answered the targets' subquestions) was right, and whether the target was right,
     repeated X's wrong answer, or was wrong otherwise."""
     db, out = batch.db, collections.Counter()
-    B, Q = batch.questions.shape[:2]
-    for b in range(B):
-        for q in range(Q):
-            if batch.questions[b, q, 0] != task.kP:
-                continue
-            p = int(db["pos"][b][task.name_of(batch.questions[b, q, 1:1 + task.length])])
-            if db["depth"][b][p] < 2 or db["adj"][b][p].sum() == 1:
-                continue
-            truth = batch.answers[b, q]
-            x_ok, t_ok = (x_prev[b, q] == truth).all(), (targets[b, q] == truth).all()
-            t = "right" if t_ok else "= X's answer" if (targets[b, q] == x_prev[b, q]).all() else "wrong otherwise"
-            out[("X right" if x_ok else "X wrong", t)] += 1
+    for b, q, p in parent_questions(task, batch):
+        if db["depth"][b][p] < 2 or db["adj"][b][p].sum() == 1:
+            continue
+        truth = batch.answers[b, q]
+        x_ok, t_ok = (x_prev[b, q] == truth).all(), (targets[b, q] == truth).all()
+        t = "right" if t_ok else "= X's answer" if (targets[b, q] == x_prev[b, q]).all() else "wrong otherwise"
+        out[("X right" if x_ok else "X wrong", t)] += 1
     return out
 
 
