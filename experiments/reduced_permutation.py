@@ -42,7 +42,7 @@ def config(results: str, threads: int, args) -> dict:
                   "token_encoder": args.token_encoder},
             "curriculum": {"start": args.start_size, "threshold": args.threshold},
             "sample": {"contexts": args.contexts},
-            "amplify": {"repeats": args.repeats, "levels": args.levels},
+            "amplify": {"repeats": args.repeats, "levels": args.levels, "deep_transcripts": args.deep_transcripts},
             "hprime": json.loads(args.hprime),
         },
     }
@@ -80,6 +80,8 @@ def main() -> None:
                     help="how X answers a subquestion asked again in one transcript")
     ap.add_argument("--levels", type=int, default=1,
                     help="depth of the amplification tree (amplify.levels; 2: subquestions answered by Amplify(X))")
+    ap.add_argument("--deep-transcripts", type=float, default=0.0,
+                    help="share of H transcripts with sub-answers from Amplify(X) one level down (amplify.deep_transcripts; needs --levels 2+)")
     ap.add_argument("--threshold", type=float, default=0.85, help="curriculum: agreement that promotes (paper: 0.85)")
     ap.add_argument("--start-size", type=int, default=None, help="first curriculum size (default: the task's)")
     ap.add_argument("--methods", default="amplification,supervised")

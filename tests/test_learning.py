@@ -500,6 +500,74 @@ def test_amplify_h_with_x_levels_match_amplify_hprime_levels(monkeypatch):
         assert np.array_equal(right, bits <= levels + 1), levels
 
 
+def test_deep_transcripts_take_their_sub_answers_from_amplify_one_level_down(monkeypatch):
+    """The decompose stage's `amplify.deep_transcripts`: in the chosen contexts H's complex
+    subquestions go to Amplify^{H'}(X) of depth L - 1 (here over an X that knows nothing), so
+    those transcripts are right exactly where a tree of depth L is (bit-lengths up to L + 1); the
+    other contexts keep X's answers (right only where H needs no X: bit-length 2)."""
+    import amplification.amplify as amp
+
+    task = make_task("permutation", nchars=8, length=1, log_iters=5)
+    b = task.generate(16, task.max_size, 3, n_questions=8)
+
+    class KnowsNothing:
+        def __init__(self, x, facts, mask, device):
+            pass
+
+        def __call__(self, ctx, q, greedy=True, generator=None):
+            return np.zeros((len(q), task.answer_length), dtype=np.int64)
+
+    monkeypatch.setattr(amp, "XAnswerer", KnowsNothing)
+    B, Q = b.questions.shape[:2]
+    ctx, bits = np.repeat(np.arange(B), Q), b.classes.reshape(-1) + 2
+    deep_ctx = np.arange(B) % 2 == 1
+    for levels in (2, 3):
+        deep = amp.hprime_answerer(task, ScriptedHPrime(task), BlankX(task, b), b.facts, b.fact_mask, b.db,
+                                   np.random.default_rng(0), levels=levels - 1)
+        tr = amp.amplify_h_with_x(task, None, b.facts, b.fact_mask, ctx, b.questions.reshape(B * Q, -1), b.db,
+                                  np.random.default_rng(0), deep=deep, deep_ctx=deep_ctx)
+        right = (tr.answers == b.answers.reshape(B * Q, -1)).all(-1)
+        d = deep_ctx[ctx]
+        assert np.array_equal(right[d], bits[d] <= levels + 1), levels
+        assert np.array_equal(right[~d], bits[~d] <= 2), levels
+        assert (bits[d] > 2).any() and (bits[d] <= levels + 1).any()  # (both kinds of rows occur)
+
+
+def test_a_deep_answerer_that_answers_wrongly_is_what_h_hears():
+    """A fake deep answerer that always names the wrong element: the routing is by context, row
+    by row; in its contexts H hears exactly its answers, the other contexts stay right."""
+    from amplification.amplify import _split
+
+    task = make_task("permutation", nchars=8, length=1, log_iters=3)
+    b = task.generate(8, task.max_size, 4, n_questions=6)
+    B, Q = b.questions.shape[:2]
+    ctx, qs = np.repeat(np.arange(B), Q), b.questions.reshape(B * Q, -1)
+    right = lambda c, q: task.answer(b.db, np.asarray(c), np.asarray(q))  # noqa: E731
+
+    def wrong(c, q):
+        a = right(c, q).copy()
+        idx, _ = task.decode_names(a[:, :task.length])
+        a[:, :task.length] = task.encode_names((idx + 1) % task.nchars ** task.length)
+        return a
+
+    mask = np.arange(B) < 3
+    ask = _split(mask, wrong, right)
+    c = np.array([0, 5, 2, 7, 1])
+    q = b.questions[c, 0]
+    out, m = ask(c, q), mask[c]
+    assert np.array_equal(out[~m], right(c, q)[~m])
+    assert not (out[m] == right(c, q)[m]).all(-1).any()
+    tr = amplify_h(task, ctx, qs, ask, task.oracle(b, np.random.default_rng(0)))
+    assert (tr.answers == b.answers.reshape(B * Q, -1)).all(-1)[~mask[ctx]].all()
+    heard = 0
+    for r in range(task.rounds):
+        sq = tr.subquestions[:, r]
+        complex_ = sq.any(-1) & ~task.is_primitive(sq) & mask[ctx]
+        heard += complex_.sum()
+        assert np.array_equal(tr.subanswers[complex_, r], wrong(ctx[complex_], sq[complex_]))
+    assert heard > 0
+
+
 def test_checkpoint_resume_is_bit_identical(tmp_path):
     task = tiny_task()
     b = task.generate(64, 4, 0)

@@ -105,6 +105,18 @@ def test_min_calls_is_a_floor_under_the_gate(tmp_path):
     assert m["metrics"]["accuracy/hprime/fresh_transcripts"] == d["hprime_fresh_transcript_accuracy"]
 
 
+def test_deep_transcripts_count_in_the_decompose_record(tmp_path):
+    """`amplify.deep_transcripts` with a tree of depth 2: from iteration 1 (when there is an H')
+    that share of the H transcripts has deep sub-answers; the H calls are counted as before."""
+    cfg = tiny_config(tmp_path, methods=["amplification"], iterations=2)
+    cfg["defaults"]["budget"].update(initial=8, min_calls=6)
+    cfg["defaults"]["amplify"].update(levels=2, deep_transcripts=0.5)
+    run_all(cfg)
+    recs = [json.load(open(paths.stage_output(cfg["results_dir"], "permutation", "amplification", 0, i,
+                                              "decompose", "decompose.json"))) for i in range(2)]
+    assert [(r["h_calls"], r["deep_transcripts"]) for r in recs] == [(8, 0), (6, 3)]
+
+
 def test_curriculum_grows_only_above_threshold():
     from amplification.hparams import CurriculumConfig
 

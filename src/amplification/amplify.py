@@ -158,15 +158,39 @@ def _x_rows(x, mem, ft, fm, al, repeats, generator, device, ctx, sq, rest, again
     return out
 
 
+@torch.no_grad()
+def hprime_answerer(task: Task, hp: HPrime, x: XModel, facts, fact_mask, db, rng, device="cpu",
+                    levels: int = 1):
+    """Amplify^{H'}(X) of depth `levels` (X greedy at the leaves) as an answerer
+    (ctx [N], questions [N, ql]) -> answers [N, al] for any questions of these contexts: what
+    answers H's complex subquestions at the top of the amplify stage's tree of depth levels + 1."""
+    hp.eval(), x.eval()
+    ft, fm = to_tensor(facts, device).long(), to_tensor(fact_mask, device).bool()
+    mem = x.encode(ft, fm)
+    answer = functools.partial(_x_rows, x, mem, ft, fm, task.answer_length, "greedy", None, device)
+    for _ in range(levels - 1):
+        answer = functools.partial(_amplified_rows, task, hp, answer, db, rng, device, True, None)
+
+    @torch.no_grad()
+    def ask(ctx, questions):
+        return _amplify_rows(task, hp, answer, db, rng, device, True, None, np.asarray(ctx),
+                             np.asarray(questions, dtype=np.int64)).answers
+    return ask
+
+
 def amplify_h_with_x(task: Task, x: XModel, facts, fact_mask, ctx, questions, db, rng,
-                     device="cpu", human=None, repeats: str = "greedy", levels: int = 1) -> Transcripts:
+                     device="cpu", human=None, repeats: str = "greedy", levels: int = 1,
+                     deep=None, deep_ctx=None) -> Transcripts:
     """Amplify^H(X): the (scripted or recorded) human asks, X's teacher answers complex
     subquestions (a repeated one with a fresh sample, as in `amplify_hprime`), the oracle
     answers primitive ones.
 
     `levels` > 1 answers the complex subquestions with Amplify^H one level down, as
-    `amplify_hprime` does; for diagnostics (H in H' place): the decompose stage's H transcripts
-    stay at one level, since every transcript below the top would be an H call too."""
+    `amplify_hprime` does; for diagnostics (H in H' place): every transcript below the top would
+    be an H call too. `deep` (an answerer, e.g. `hprime_answerer`) answers instead of X the complex
+    subquestions of the contexts where `deep_ctx` [contexts] is True, each ask anew (the decompose
+    stage's `amplify.deep_transcripts`: H transcripts with the sub-answers H' gets at the top of
+    the amplify stage's tree)."""
     if levels < 1:
         raise ValueError(f"amplify levels must be at least 1, got {levels}")
     answerer = XAnswerer(x, facts, fact_mask, device)
@@ -180,7 +204,25 @@ def amplify_h_with_x(task: Task, x: XModel, facts, fact_mask, ctx, questions, db
     top = answerer
     for _ in range(levels - 1):
         top = functools.partial(_amplified_h, task, top, oracle, human)
+    if deep is not None:  # (a repeat there gets a new tree anyway, with new oracle draws)
+        mask = np.asarray(deep_ctx, dtype=bool)
+        top = _split(mask, deep, top)
+        resample = None if resample is None else _split(mask, deep, resample)
     return amplify_h(task, ctx, questions, top, oracle, human, resample=resample)
+
+
+def _split(mask, deep, shallow):
+    """An answerer that sends the rows of the contexts in `mask` to `deep`, the rest to `shallow`."""
+    def ask(c, q):
+        c, q = np.asarray(c), np.asarray(q)
+        d = mask[c]
+        if d.all() or not d.any():
+            return (deep if d.all() else shallow)(c, q)
+        a, b = deep(c[d], q[d]), shallow(c[~d], q[~d])
+        out = np.zeros((len(q), a.shape[1]), dtype=a.dtype)
+        out[d], out[~d] = a, b
+        return out
+    return ask
 
 
 def _amplified_h(task, answerer, oracle, human, ctx, questions) -> np.ndarray:

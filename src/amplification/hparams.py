@@ -137,8 +137,16 @@ class AmplifyConfig:
     # complex subquestion is answered by Amplify^{H'}(X) in turn, X only at the leaves. Each
     # extra level adds amplify-stage time (H' runs every lower transcript); no extra H calls
     levels: int = 1
+    # share (0-1) of the decompose stage's H transcripts in which Amplify^{H'_{i-1}}(X_{i-1}), a
+    # tree of depth levels - 1, answers H's complex subquestions instead of X (only with levels > 1,
+    # from iteration 1): the top of the amplify stage's tree feeds H' those sub-answers, and H'
+    # trained on X's alone never saw, e.g., union find's two `parent x` answers differ
+    deep_transcripts: float = 0.0
 
     def __post_init__(self):
+        if isinstance(self.deep_transcripts, bool) or not isinstance(self.deep_transcripts, (int, float)) \
+                or not 0.0 <= self.deep_transcripts <= 1.0:
+            raise ValueError(f"amplify.deep_transcripts must be a number from 0 to 1, got {self.deep_transcripts!r}")
         if self.repeats not in ("sample", "greedy", "all"):
             raise ValueError(f"amplify.repeats must be 'sample', 'greedy' or 'all', got {self.repeats!r}")
         if not isinstance(self.levels, int) or isinstance(self.levels, bool) or not 1 <= self.levels <= 4:

@@ -228,9 +228,20 @@ def run_decompose(cfg, task_name, method, seed, i) -> dict:
                 rng = stage_rng(c.seed, c.i, "decompose")
                 batch = c.task.generate(n, size, rng, n_questions=1)  # one question per context
                 x = c.previous_x(ins)
+                amp = c.sec["amplify"]
+                deep, deep_ctx = None, None
+                n_deep = int(round(amp.deep_transcripts * n)) if amp.levels > 1 and "hprime" in ins else 0
+                if n_deep:  # the first n_deep contexts (drawn independently, so a random share)
+                    from .amplify import hprime_answerer
+                    from .checkpoint import load_hprime
+
+                    deep = hprime_answerer(c.task, load_hprime(ins["hprime"], c.device), x, batch.facts,
+                                           batch.fact_mask, batch.db, rng, c.device, levels=amp.levels - 1)
+                    deep_ctx = np.arange(n) < n_deep
                 tr = amplify_h_with_x(c.task, x, batch.facts, batch.fact_mask, np.arange(n),
                                       batch.questions[:, 0], batch.db, rng, c.device,
-                                      repeats=c.sec["amplify"].repeats)
+                                      repeats=amp.repeats, deep=deep, deep_ctx=deep_ctx)
+                rec["deep_transcripts"] = n_deep
         fresh, whole = None, None
         if "hprime" in ins and len(tr):
             from .checkpoint import load_hprime
