@@ -32,7 +32,8 @@ def config(results: str, threads: int, args) -> dict:
         "defaults": {
             "params": json.loads(args.params),
             "distill": {"steps": args.steps, "lr": args.lr, "batch_contexts": args.batch_contexts, "replay_iters": args.replay, "ema_horizon": args.ema,
-                        "warmup": args.warmup, "weight_decay": args.weight_decay},
+                        "warmup": args.warmup, "weight_decay": args.weight_decay,
+                        "decay_steps": args.decay_steps, "lr_min": args.lr_min},
             "hprime_train": {"steps": args.hp_steps, "converged_steps": args.hp_converged_steps,
                              "hard_fraction": args.hp_hard},
             "budget": {"initial": args.h_initial, "min_calls": args.h_min},
@@ -65,6 +66,8 @@ def main() -> None:
     ap.add_argument("--replay", type=int, default=1, help="iterations of targets replayed (1: fresh targets only)")
     ap.add_argument("--warmup", type=int, default=200, help="X learning-rate warm-up steps")
     ap.add_argument("--weight-decay", type=float, default=0.0, help="X's AdamW decoupled weight decay (distill.weight_decay)")
+    ap.add_argument("--decay-steps", type=int, default=0, help="cosine decay of X's learning rate over this many steps (distill.decay_steps)")
+    ap.add_argument("--lr-min", type=float, default=0.1, help="the decay's floor, a share of --lr (distill.lr_min)")
     ap.add_argument("--enc-layers", type=int, default=3)
     ap.add_argument("--dec-layers", type=int, default=3)
     ap.add_argument("--width", type=int, default=96)

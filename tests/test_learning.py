@@ -568,6 +568,37 @@ def test_a_deep_answerer_that_answers_wrongly_is_what_h_hears():
     assert heard > 0
 
 
+def test_lr_schedule_warms_up_then_decays_to_its_floor():
+    from amplification.train import lr_at
+
+    flat = DistillConfig(lr=1e-3, warmup=4)
+    assert [lr_at(flat, k) for k in (0, 1, 3, 100)] == pytest.approx([2.5e-4, 5e-4, 1e-3, 1e-3])
+    cfg = DistillConfig(lr=1e-3, warmup=0, decay_steps=100, lr_min=0.1)
+    lrs = [lr_at(cfg, k) for k in range(150)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[50] == pytest.approx(0.55e-3)
+    assert lrs[100:] == pytest.approx([1e-4] * 50)  # the floor after the decay
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    both = DistillConfig(lr=1e-3, warmup=10, decay_steps=100, lr_min=0.0)
+    assert lr_at(both, 4) == pytest.approx(0.5e-3 * (0.5 + 0.5 * np.cos(np.pi * 0.04)))
+    assert lr_at(both, 100) == 0.0
+
+
+def test_a_distiller_follows_the_schedule_across_a_resume(tmp_path):
+    """The decay counts the run's global step, so a distiller resumed from a checkpoint (the next
+    iteration) continues the same schedule."""
+    task = tiny_task()
+    b = task.generate(32, 4, 0)
+    data = ContextData(b.facts, b.fact_mask, b.questions, b.answers, np.ones(b.questions.shape[:2], bool))
+    cfg = DistillConfig(batch_contexts=8, lr=3e-3, decay_steps=6, lr_min=0.2)
+    a = Distiller(task, SMALL_X, cfg, seed=1)
+    a.train(data, 3)
+    save_checkpoint(a.state_dict(), str(tmp_path / "a.pt"))
+    r = Distiller(task, SMALL_X, cfg, seed=1)
+    r.load_state_dict(load_checkpoint(str(tmp_path / "a.pt")))
+    r.train(data, 4)
+    assert r.opt.param_groups[0]["lr"] == pytest.approx(3e-3 * 0.2)  # step 7 of a 6-step decay
+
+
 def test_checkpoint_resume_is_bit_identical(tmp_path):
     task = tiny_task()
     b = task.generate(64, 4, 0)

@@ -59,6 +59,10 @@ class DistillConfig:
     replay_iters: int = 2  # targets of this many latest iterations form the replay window
     ema_horizon: int = 100  # teacher: uniform average for this many steps, then EMA (paper: 1000)
     warmup: int = 0  # steps of linear learning-rate warm-up at the start of the run (post-norm layers)
+    # cosine decay of the learning rate to lr_min x lr over this many steps of the run (counted from
+    # its first step, warm-up included; the same for both methods); 0: constant after warm-up
+    decay_steps: int = 0
+    lr_min: float = 0.1  # the floor of that decay, as a share of lr
 
 
 @dataclass

@@ -6,6 +6,7 @@ needs to resume bit-identically (weights, teacher, optimiser, RNG states, step) 
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -66,6 +67,15 @@ def _trim(batch: ContextData, idx) -> tuple:
     return batch.facts[idx, :F], fm[:, :F], batch.questions[idx, :Q], batch.targets[idx, :Q], qm[:, :Q]
 
 
+def lr_at(cfg: DistillConfig, step: int) -> float:
+    """X's learning rate at (0-based) global step `step`: linear warm-up, then cosine decay."""
+    lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else cfg.lr
+    if cfg.decay_steps:
+        t = min(step, cfg.decay_steps) / cfg.decay_steps
+        lr *= cfg.lr_min + (1.0 - cfg.lr_min) * 0.5 * (1.0 + math.cos(math.pi * t))
+    return lr
+
+
 class Distiller:
     """X, its teacher and its optimiser."""
 
@@ -89,9 +99,9 @@ class Distiller:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        if self.cfg.warmup:  # by the global step, so a resumed run continues the same schedule
+        if self.cfg.warmup or self.cfg.decay_steps:  # by the global step: a resumed run continues the schedule
             for g in self.opt.param_groups:
-                g["lr"] = self.cfg.lr * min(1.0, (self.step + 1) / self.cfg.warmup)
+                g["lr"] = lr_at(self.cfg, self.step)
         self.opt.step()
         self.step += 1
         self.teacher.update(self.model, self.step)
