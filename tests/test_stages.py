@@ -117,6 +117,59 @@ def test_deep_transcripts_count_in_the_decompose_record(tmp_path):
     assert [(r["h_calls"], r["deep_transcripts"]) for r in recs] == [(8, 0), (6, 3)]
 
 
+@pytest.mark.parametrize("every", [3, 40])
+def test_focus_picks_where_x_and_amplify_differ_and_keeps_a_random_share(monkeypatch, every):
+    """`budget.focus`: a fake Amplify(X) that differs from an oracle X on every `every`-th context
+    of the pool; H gets those first (never from the random share), then the pool's first
+    n - n_focus questions; too few differences are made up with other random questions."""
+    import types
+
+    import amplification.amplify as amp
+    import amplification.checkpoint as ckpt
+    from amplification.hparams import AmplifyConfig
+    from amplification.human import Transcripts
+    from amplification.tasks import make_task
+
+    task = make_task("permutation", nchars=8, length=1, log_iters=3)
+    pool = task.generate(80, task.max_size, 2, n_questions=1)
+    truth = pool.answers[:, 0]
+    differs = np.arange(80) % every == 0
+
+    def fake_amplify(task_, hp, x, facts, mask, questions, db, rng, device, **kw):
+        ans = truth.copy()
+        ans[differs, 0] += 1  # the wrong name
+        z = np.zeros(len(ans), dtype=np.int64)
+        return Transcripts(questions[:, 0], None, None, ans, z, z)
+
+    class OracleX:
+        def encode(self, f, m):
+            return None
+
+        def generate(self, mem, f, m, q):
+            return torch.as_tensor(truth[:, None])
+
+    monkeypatch.setattr(amp, "amplify_hprime", fake_amplify)
+    monkeypatch.setattr(ckpt, "load_hprime", lambda path, device: None)
+    c = types.SimpleNamespace(task=task, device="cpu", sec={"amplify": AmplifyConfig()})
+    picked, k = stages._focus_questions(c, OracleX(), "h.pt", pool, None, n=10, n_focus=5)
+    assert len(picked) == 10 and len(set(picked.tolist())) == 10
+    want = np.flatnonzero(differs[5:])[:5] + 5  # not from the random share, the pool's first 5
+    assert k == len(want) and np.array_equal(picked[:k], want)
+    assert np.array_equal(picked[k:k + 5], np.arange(5))
+    fillers = picked[k + 5:]  # only when too few differed: the next random ones of the pool
+    assert np.array_equal(fillers, [] if every == 3 else [5, 6, 7, 8])
+
+
+def test_focus_runs_in_the_pipeline_with_the_same_h_calls(tmp_path):
+    cfg = tiny_config(tmp_path, methods=["amplification"], iterations=2)
+    cfg["defaults"]["budget"].update(initial=8, min_calls=6, focus=0.5, focus_pool=4)
+    run_all(cfg)
+    recs = [json.load(open(paths.stage_output(cfg["results_dir"], "permutation", "amplification", 0, i,
+                                              "decompose", "decompose.json"))) for i in range(2)]
+    assert [r["h_calls"] for r in recs] == [8, 6]
+    assert recs[0]["focused_transcripts"] == 0 and 0 <= recs[1]["focused_transcripts"] <= 3
+
+
 def test_curriculum_grows_only_above_threshold():
     from amplification.hparams import CurriculumConfig
 

@@ -97,6 +97,18 @@ class BudgetConfig:
     # reads the mean token loss, which a wrong final answer on a hard question barely moves: with
     # 0, H' answered 11% of shortest path's distance-2 step questions unlike H (README)
     min_calls: int = 0
+    # share (0-0.9) of each later iteration's H calls spent on questions where X_{i-1}'s answer and
+    # Amplify^{H'_{i-1}}(X_{i-1})'s differ, screened from focus_pool x as many fresh questions (a
+    # deviation; the original asked H about random questions): H demonstrates where H' is about to
+    # change X, which is where a wrong H' does harm. No ground truth is used to choose
+    focus: float = 0.0
+    focus_pool: int = 8  # questions screened per H call when focus > 0
+
+    def __post_init__(self):
+        if isinstance(self.focus, bool) or not isinstance(self.focus, (int, float)) or not 0.0 <= self.focus <= 0.9:
+            raise ValueError(f"budget.focus must be a number from 0 to 0.9, got {self.focus!r}")
+        if isinstance(self.focus_pool, bool) or not isinstance(self.focus_pool, int) or self.focus_pool < 1:
+            raise ValueError(f"budget.focus_pool must be a positive integer, got {self.focus_pool!r}")
 
 
 @dataclass

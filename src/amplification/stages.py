@@ -226,28 +226,37 @@ def run_decompose(cfg, task_name, method, seed, i) -> dict:
             tr = _empty_transcripts(c.task)
             if n > 0:
                 rng = stage_rng(c.seed, c.i, "decompose")
-                batch = c.task.generate(n, size, rng, n_questions=1)  # one question per context
                 x = c.previous_x(ins)
-                amp = c.sec["amplify"]
+                amp, bud = c.sec["amplify"], c.sec["budget"]
+                n_focus = min(int(round(bud.focus * n)), n - 1) if "hprime" in ins else 0
+                if n_focus:  # screen a pool; H gets the disagreements first, then random questions
+                    batch = c.task.generate(n * bud.focus_pool, size, rng, n_questions=1)
+                    picked, n_focus = _focus_questions(c, x, ins["hprime"], batch, rng, n, n_focus)
+                else:
+                    batch = c.task.generate(n, size, rng, n_questions=1)  # one question per context
+                    picked = np.arange(n)
                 deep, deep_ctx = None, None
                 n_deep = int(round(amp.deep_transcripts * n)) if amp.levels > 1 and "hprime" in ins else 0
-                if n_deep:  # the first n_deep contexts (drawn independently, so a random share)
+                if n_deep:  # the first n_deep questions (the contexts are drawn independently)
                     from .amplify import hprime_answerer
                     from .checkpoint import load_hprime
 
                     deep = hprime_answerer(c.task, load_hprime(ins["hprime"], c.device), x, batch.facts,
                                            batch.fact_mask, batch.db, rng, c.device, levels=amp.levels - 1)
-                    deep_ctx = np.arange(n) < n_deep
-                tr = amplify_h_with_x(c.task, x, batch.facts, batch.fact_mask, np.arange(n),
-                                      batch.questions[:, 0], batch.db, rng, c.device,
+                    deep_ctx = np.zeros(len(batch.facts), dtype=bool)
+                    deep_ctx[picked[:n_deep]] = True
+                tr = amplify_h_with_x(c.task, x, batch.facts, batch.fact_mask, picked,
+                                      batch.questions[picked, 0], batch.db, rng, c.device,
                                       repeats=amp.repeats, deep=deep, deep_ctx=deep_ctx)
-                rec["deep_transcripts"] = n_deep
+                rec.update(deep_transcripts=n_deep, focused_transcripts=n_focus)
         fresh, whole = None, None
         if "hprime" in ins and len(tr):
             from .checkpoint import load_hprime
             from .train import evaluate_hprime
 
-            ev = evaluate_hprime(load_hprime(ins["hprime"], c.device), tr.tokens(), c.device)
+            # on the random questions only: the focused ones are chosen where H' is likely wrong
+            k = rec.get("focused_transcripts", 0)
+            ev = evaluate_hprime(load_hprime(ins["hprime"], c.device), tr.tokens()[k:], c.device)
             fresh, whole = ev["loss"], ev["transcript_accuracy"]
         rec.update(hprime_fresh_transcript_accuracy=whole,h_calls=len(tr), h_calls_cumulative=prev_cum + len(tr), rate=rate, size=size,
                    subquestions=int(tr.asked.sum()), primitive_subquestions=int(tr.primitive.sum()),
@@ -255,6 +264,29 @@ def run_decompose(cfg, task_name, method, seed, i) -> dict:
     save_npz(out["transcripts"], **transcripts_to_arrays(tr))
     write_json(out["decompose"], rec)
     return rec
+
+
+def _focus_questions(c, x, hprime_path, batch, rng, n, n_focus):
+    """Of a pool of one-question contexts, n in all: up to n_focus where X's greedy answer and
+    Amplify^{H'}(X)'s differ, then the pool's first n - n_focus (a random sample), then random
+    others if too few differed. Returns (indices, focused count)."""
+    import torch
+
+    from .amplify import amplify_hprime
+    from .checkpoint import load_hprime
+    from .xmodel import to_tensor
+
+    amp = c.sec["amplify"]
+    tr = amplify_hprime(c.task, load_hprime(hprime_path, c.device), x, batch.facts, batch.fact_mask,
+                        batch.questions, batch.db, rng, c.device, repeats=amp.repeats, levels=amp.levels)
+    with torch.no_grad():
+        ft, fm = to_tensor(batch.facts, c.device).long(), to_tensor(batch.fact_mask, c.device).bool()
+        mine = x.generate(x.encode(ft, fm), ft, fm, to_tensor(batch.questions, c.device).long()).cpu().numpy()
+    differ = (mine[:, 0] != tr.answers).any(-1)
+    n_rand = n - n_focus  # the pool's first questions stay a random sample (H' fresh loss reads them)
+    focus = n_rand + np.flatnonzero(differ[n_rand:])[:n_focus]
+    more = np.setdiff1d(np.arange(n_rand, len(differ)), focus)[: n_focus - len(focus)]  # too few: random ones
+    return np.concatenate([focus, np.arange(n_rand), more]), len(focus)
 
 
 def _empty_transcripts(task) -> Transcripts:
