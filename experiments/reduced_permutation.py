@@ -49,6 +49,22 @@ def config(results: str, threads: int, args) -> dict:
     }
 
 
+def _targets_from_h() -> None:
+    """Make the amplify stage call Amplify^H(X) where it calls Amplify^{H'}(X) (same tree depth)."""
+    import numpy as np
+
+    from amplification import amplify
+
+    def h_in_hprime_place(task, hp, x, facts, fact_mask, questions, db, rng, device="cpu", repeats="greedy",
+                          levels=1, **_):
+        B, Q, ql = questions.shape
+        return amplify.amplify_h_with_x(task, x, facts, fact_mask, np.repeat(np.arange(B), Q),
+                                        np.asarray(questions).reshape(B * Q, ql), db, rng, device,
+                                        repeats=repeats, levels=levels)
+
+    amplify.amplify_hprime = h_in_hprime_place
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=15.0, help="time limit per method")
@@ -87,6 +103,9 @@ def main() -> None:
                     help="depth of the amplification tree (amplify.levels; 2: subquestions answered by Amplify(X))")
     ap.add_argument("--deep-transcripts", type=float, default=0.0,
                     help="share of H transcripts with sub-answers from Amplify(X) one level down (amplify.deep_transcripts; needs --levels 2+)")
+    ap.add_argument("--h-targets", action="store_true",
+                    help="diagnostic: the amplify stage's targets from Amplify^H(X) (the scripted H in H' place, at "
+                         "every level of the tree; those H calls are not counted): the most a perfect H' could give")
     ap.add_argument("--threshold", type=float, default=0.85, help="curriculum: agreement that promotes (paper: 0.85)")
     ap.add_argument("--start-size", type=int, default=None, help="first curriculum size (default: the task's)")
     ap.add_argument("--methods", default="amplification,supervised")
@@ -96,6 +115,8 @@ def main() -> None:
     ap.add_argument("--task", default="permutation", help="any task, for calibrating the study's settings")
     ap.add_argument("--params", default='{"nchars": 8, "length": 1, "log_iters": 4}', help="task size parameters (JSON)")
     args = ap.parse_args()
+    if args.h_targets:
+        _targets_from_h()
     results = tempfile.mkdtemp(prefix="reduced-")
     cfg = config(results, args.threads, args)
     with open(os.path.join(results, "config.yaml"), "w") as fh:  # for the scripts that reread an iteration

@@ -84,6 +84,35 @@ def test_reduced_permutation_one_iteration_each_method():
     assert "method         reached" in out
 
 
+def test_h_targets_put_h_in_hprime_place_at_every_level(monkeypatch):
+    """`reduced_permutation.py --h-targets` (the upper bound of a perfect H'): the amplify stage's
+    Amplify^{H'}(X) becomes Amplify^H(X) of the same depth, H' unused. With an X that knows
+    nothing it is right exactly where H's tree of depth L reaches the oracle (bit-lengths <= L + 1)."""
+    import numpy as np
+
+    import amplification.amplify as amp
+    from amplification.tasks import make_task
+
+    class KnowsNothing:
+        def __init__(self, x, facts, mask, device):
+            pass
+
+        def __call__(self, ctx, q, greedy=True, generator=None):
+            return np.zeros((len(q), task.answer_length), dtype=np.int64)
+
+    monkeypatch.setattr(amp, "amplify_hprime", amp.amplify_hprime)  # (restored after the test)
+    monkeypatch.setattr(amp, "XAnswerer", KnowsNothing)
+    experiment("reduced_permutation")._targets_from_h()
+    task = make_task("permutation", nchars=8, length=1, log_iters=5)
+    b = task.generate(16, task.max_size, 3, n_questions=8)
+    bits = b.classes.reshape(-1) + 2
+    for levels in (1, 2):
+        tr = amp.amplify_hprime(task, None, None, b.facts, b.fact_mask, b.questions, b.db,
+                                np.random.default_rng(0), levels=levels)
+        right = (tr.answers == b.answers.reshape(len(bits), -1)).all(-1)
+        assert np.array_equal(right, bits <= levels + 1), levels
+
+
 def test_hprime_vs_h_compares_a_study_iteration(tmp_path):
     import pytest
 
