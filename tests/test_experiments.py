@@ -156,6 +156,25 @@ def test_fresh_eval_on_the_test_set_itself_gives_the_study_numbers(tmp_path):
     assert fe.first_at([{"steps": 2, "test": 0.9}], "test") is None
 
 
+def test_errors_by_class_count_what_the_evaluate_stage_measured(tmp_path):
+    import json
+
+    from amplification import paths
+
+    ebc = experiment("errors_by_class")
+    cfg = smoke_study(tmp_path)
+    rows = ebc.errors_by_class(cfg, "permutation", "amplification", 0, 1)
+    n, wrong = sum(r["n"] for r in rows), sum(r["wrong"] for r in rows)
+    d = paths.iter_dir(cfg["results_dir"], "permutation", "amplification", 0, 1)
+    acc = json.load(open(os.path.join(d, "metrics.json")))["metrics"]["accuracy/teacher/greedy"]
+    assert n == cfg["test_set"]["contexts"] * cfg["test_set"]["questions_per_context"]
+    assert wrong == round((1 - acc) * n)
+    for r in rows:  # the wrong answers listed are at most the class's wrong ones
+        assert sum(k for _, k in r["said"]) <= r["wrong"] <= r["n"]
+    with pytest.raises(FileNotFoundError, match="model.pt is missing"):
+        ebc.errors_by_class(cfg, "permutation", "amplification", 0, 7)
+
+
 def test_union_find_parents_splits_leaves_from_internal_nodes_and_names_the_wrong_answers():
     import numpy as np
 
