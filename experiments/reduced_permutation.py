@@ -36,7 +36,7 @@ def config(results: str, threads: int, args) -> dict:
                         "decay_steps": args.decay_steps, "lr_min": args.lr_min},
             "hprime_train": {"steps": args.hp_steps, "converged_steps": args.hp_converged_steps,
                              "hard_fraction": args.hp_hard},
-            "budget": {"initial": args.h_initial, "min_calls": args.h_min, "focus": args.h_focus},
+            "budget": {"initial": args.h_initial, "min_calls": args.h_min, "focus": args.h_focus, "focus_by": args.h_focus_by},
             "x": {"enc_layers": args.enc_layers, "dec_layers": args.dec_layers, "width": args.width,
                   "match_bias": args.match_bias or bool(args.match_init), "match_bias_init": args.match_init,
                   "share_layers": args.share_layers,
@@ -77,6 +77,8 @@ def main() -> None:
     ap.add_argument("--h-min", type=int, default=0, help="H transcripts every later iteration collects at least (budget.min_calls)")
     ap.add_argument("--h-focus", type=float, default=0.0,
                     help="share of H calls on questions where X and Amplify(X) differ (budget.focus)")
+    ap.add_argument("--h-focus-by", choices=["disagree", "uncertain"], default="disagree",
+                    help="which questions --h-focus picks (budget.focus_by)")
     ap.add_argument("--hp-converged-steps", type=int, default=20, help="H' steps per iteration once the gate says it imitates H")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--batch-contexts", type=int, default=32, help="contexts per X step, all their questions (distill.batch_contexts)")

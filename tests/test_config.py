@@ -124,6 +124,7 @@ def test_configs_do_not_share_output_folders():
      "config: x of task wildcard: match_bias_init is set but match_bias is false"),
     (["per_task.union_find.amplify.levels=0"], "config: per_task.union_find.amplify.levels: 0 is less than the minimum of 1"),
     (["defaults.amplify.levels=2.5"], "config: defaults.amplify.levels: 2.5 is not of type 'integer'"),
+    (["defaults.budget.focus_by=random"], "config: defaults.budget.focus_by: 'random' is not one of"),
     (["defaults.budget.focus=0.95"], "config: defaults.budget.focus: 0.95 is greater than the maximum of 0.9"),
     (["defaults.distill.lr_min=2"], "config: defaults.distill.lr_min: 2 is greater than the maximum of 1"),
     (["defaults.amplify.deep_transcripts=1.5"], "config: defaults.amplify.deep_transcripts: 1.5 is greater than the maximum of 1"),

@@ -375,6 +375,17 @@ def test_amplify_hprime_with_perfect_hprime_and_oracle_x_is_ground_truth(name):
     assert (tr.asked > 0).all()
 
 
+def test_amplify_hprime_reports_the_probability_of_its_answers():
+    """`scores`: H''s log-probability of each final answer it decoded; a scripted H' (all its
+    mass on H's token) is sure of every answer."""
+    task = make_task("union_find", nchars=4, length=1)
+    b = task.generate(4, task.max_size, 5, n_questions=6)
+    scores: dict = {}
+    tr = amplify_hprime(task, ScriptedHPrime(task), OracleX(task, b), b.facts, b.fact_mask, b.questions,
+                        b.db, np.random.default_rng(0), levels=2, scores=scores)
+    assert scores["answer_logp"].shape == (len(tr),) and np.allclose(scores["answer_logp"], 0.0)
+
+
 @pytest.mark.parametrize("name", ["permutation", "union_find", "shortest_path"])
 def test_amplify_levels_with_perfect_hprime_and_oracle_x_is_ground_truth(name):
     params = {"log_iters": 5} if name == "permutation" else {}  # exponents that need X at level 3 too

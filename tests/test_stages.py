@@ -126,7 +126,7 @@ def test_focus_picks_where_x_and_amplify_differ_and_keeps_a_random_share(monkeyp
 
     import amplification.amplify as amp
     import amplification.checkpoint as ckpt
-    from amplification.hparams import AmplifyConfig
+    from amplification.hparams import AmplifyConfig, BudgetConfig
     from amplification.human import Transcripts
     from amplification.tasks import make_task
 
@@ -150,7 +150,7 @@ def test_focus_picks_where_x_and_amplify_differ_and_keeps_a_random_share(monkeyp
 
     monkeypatch.setattr(amp, "amplify_hprime", fake_amplify)
     monkeypatch.setattr(ckpt, "load_hprime", lambda path, device: None)
-    c = types.SimpleNamespace(task=task, device="cpu", sec={"amplify": AmplifyConfig()})
+    c = types.SimpleNamespace(task=task, device="cpu", sec={"amplify": AmplifyConfig(), "budget": BudgetConfig()})
     picked, k = stages._focus_questions(c, OracleX(), "h.pt", pool, None, n=10, n_focus=5)
     assert len(picked) == 10 and len(set(picked.tolist())) == 10
     want = np.flatnonzero(differs[5:])[:5] + 5  # not from the random share, the pool's first 5
@@ -158,6 +158,36 @@ def test_focus_picks_where_x_and_amplify_differ_and_keeps_a_random_share(monkeyp
     assert np.array_equal(picked[k:k + 5], np.arange(5))
     fillers = picked[k + 5:]  # only when too few differed: the next random ones of the pool
     assert np.array_equal(fillers, [] if every == 3 else [5, 6, 7, 8])
+
+
+def test_focus_by_uncertainty_picks_the_answers_hprime_is_least_sure_of(monkeypatch):
+    """`budget.focus_by: uncertain`: the n_focus questions of the screened part of the pool with
+    the lowest H' log-probability of its final answer, least sure first, then the random share."""
+    import types
+
+    import amplification.amplify as amp
+    import amplification.checkpoint as ckpt
+    from amplification.hparams import AmplifyConfig, BudgetConfig
+    from amplification.human import Transcripts
+    from amplification.tasks import make_task
+
+    task = make_task("permutation", nchars=8, length=1, log_iters=3)
+    pool = task.generate(40, task.max_size, 2, n_questions=1)
+    logp = -np.random.default_rng(0).random(40)
+
+    def fake_amplify(task_, hp, x, facts, mask, questions, db, rng, device, scores=None, **kw):
+        scores["answer_logp"] = logp
+        z = np.zeros(len(questions), dtype=np.int64)
+        return Transcripts(questions[:, 0], None, None, pool.answers[:, 0], z, z)
+
+    monkeypatch.setattr(amp, "amplify_hprime", fake_amplify)
+    monkeypatch.setattr(ckpt, "load_hprime", lambda path, device: None)
+    c = types.SimpleNamespace(task=task, device="cpu",
+                              sec={"amplify": AmplifyConfig(), "budget": BudgetConfig(focus_by="uncertain")})
+    picked, k = stages._focus_questions(c, None, "h.pt", pool, None, n=10, n_focus=4)
+    assert k == 4 and np.array_equal(picked[4:], np.arange(6))
+    assert np.array_equal(picked[:4], 6 + np.argsort(logp[6:])[:4])
+    assert logp[picked[0]] == logp[6:].min()
 
 
 def test_focus_runs_in_the_pipeline_with_the_same_h_calls(tmp_path):

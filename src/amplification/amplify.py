@@ -43,7 +43,7 @@ def seeded_generator(rng: np.random.Generator, device="cpu") -> torch.Generator:
 @torch.no_grad()  # inference only: without it every H' step kept its autograd graph (20 GB at 16k questions)
 def amplify_hprime(task: Task, hp: HPrime, x: XModel, facts, fact_mask, questions, db, rng,
                    device="cpu", greedy: bool = True, generator=None, repeats: str = "greedy",
-                   levels: int = 1) -> Transcripts:
+                   levels: int = 1, scores: dict | None = None) -> Transcripts:
     """Targets = Amplify^{H'}(X) for questions [B, Q, ql] of contexts facts [B, F, fl].
 
     Returns the transcripts (their `answers` [B*Q, al] are the targets). `rng` (numpy) drives the
@@ -53,7 +53,10 @@ def amplify_hprime(task: Task, hp: HPrime, x: XModel, facts, fact_mask, question
     `levels` L > 1 (a deviation; the paper's Amplify is L = 1): the complex subquestions are
     answered by Amplify^{H'} one level down instead of by X, a tree of depth L with X only at its
     leaves. A repeated subquestion then gets a new tree, with new draws of the oracle's random
-    primitives (union find's `some neighbour of x`), so H's second ask is no longer a no-op."""
+    primitives (union find's `some neighbour of x`), so H's second ask is no longer a no-op.
+
+    `scores`, when given, receives "answer_logp" [B*Q]: H''s log-probability of the final answer
+    it gave (its confidence in the target; `budget.focus_by: uncertain`)."""
     if levels < 1:
         raise ValueError(f"amplify levels must be at least 1, got {levels}")
     hp.eval(), x.eval()
@@ -81,10 +84,11 @@ def amplify_hprime(task: Task, hp: HPrime, x: XModel, facts, fact_mask, question
         for _ in range(levels - 1):  # each level of H' below the top one (the call below, on every row)
             answer = functools.partial(_amplified_rows, task, hp, answer, db, rng, device, greedy, generator)
     return _amplify_rows(task, hp, answer, db, rng, device, greedy, generator,
-                         np.repeat(np.arange(B), Q), np.asarray(questions).reshape(N, ql))
+                         np.repeat(np.arange(B), Q), np.asarray(questions).reshape(N, ql), scores)
 
 
-def _amplify_rows(task: Task, hp: HPrime, answer, db, rng, device, greedy, generator, ctx, flat_q) -> Transcripts:
+def _amplify_rows(task: Task, hp: HPrime, answer, db, rng, device, greedy, generator, ctx, flat_q,
+                  scores: dict | None = None) -> Transcripts:
     """H' runs the transcripts of questions flat_q [N, ql] (of contexts ctx [N]) in lock-step
     rounds; `answer(ctx, subquestions, rest, again)` gives the rows `rest` (complex, not blank)
     their answers [N, al] (`again`: the transcript asked that subquestion before)."""
@@ -118,13 +122,16 @@ def _amplify_rows(task: Task, hp: HPrime, answer, db, rng, device, greedy, gener
         at = to_tensor(ans, device).long()
         for j in range(al):
             logp = hp.step(cache, at[:, j:j + 1])
-    final = []
+    final, answer_logp = [], 0.0
     for j in range(al):
         tok = _pick(logp, greedy, generator)
         final.append(tok)
+        answer_logp = answer_logp + logp.gather(1, tok[:, None])[:, 0]
         if j + 1 < al:
             logp = hp.step(cache, tok[:, None])
     answers = torch.stack(final, 1).cpu().numpy()
+    if scores is not None:
+        scores["answer_logp"] = answer_logp.float().cpu().numpy()
     return Transcripts(flat_q, subq, suba, answers, asked, prim_n)
 
 

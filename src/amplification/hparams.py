@@ -103,12 +103,18 @@ class BudgetConfig:
     # change X, which is where a wrong H' does harm. No ground truth is used to choose
     focus: float = 0.0
     focus_pool: int = 8  # questions screened per H call when focus > 0
+    # which questions focus picks: "disagree" (X's answer and Amplify^{H'}(X)'s differ) or
+    # "uncertain" (the lowest probability H' gives the final answer it decoded: H' unsure of the
+    # rule there, including where it follows X's guess and H would not)
+    focus_by: str = "disagree"
 
     def __post_init__(self):
         if isinstance(self.focus, bool) or not isinstance(self.focus, (int, float)) or not 0.0 <= self.focus <= 0.9:
             raise ValueError(f"budget.focus must be a number from 0 to 0.9, got {self.focus!r}")
         if isinstance(self.focus_pool, bool) or not isinstance(self.focus_pool, int) or self.focus_pool < 1:
             raise ValueError(f"budget.focus_pool must be a positive integer, got {self.focus_pool!r}")
+        if self.focus_by not in ("disagree", "uncertain"):
+            raise ValueError(f"budget.focus_by must be 'disagree' or 'uncertain', got {self.focus_by!r}")
 
 
 @dataclass

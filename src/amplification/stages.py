@@ -268,22 +268,27 @@ def run_decompose(cfg, task_name, method, seed, i) -> dict:
 
 def _focus_questions(c, x, hprime_path, batch, rng, n, n_focus):
     """Of a pool of one-question contexts, n in all: up to n_focus where X's greedy answer and
-    Amplify^{H'}(X)'s differ, then the pool's first n - n_focus (a random sample), then random
-    others if too few differed. Returns (indices, focused count)."""
+    Amplify^{H'}(X)'s differ (`focus_by: uncertain`: the n_focus where H' gave its answer the
+    lowest probability), then the pool's first n - n_focus (a random sample), then random others
+    if too few differed. Returns (indices, focused count)."""
     import torch
 
     from .amplify import amplify_hprime
     from .checkpoint import load_hprime
     from .xmodel import to_tensor
 
-    amp = c.sec["amplify"]
+    amp, scores = c.sec["amplify"], {}
     tr = amplify_hprime(c.task, load_hprime(hprime_path, c.device), x, batch.facts, batch.fact_mask,
-                        batch.questions, batch.db, rng, c.device, repeats=amp.repeats, levels=amp.levels)
+                        batch.questions, batch.db, rng, c.device, repeats=amp.repeats, levels=amp.levels,
+                        scores=scores)
+    n_rand = n - n_focus  # the pool's first questions stay a random sample (H' fresh loss reads them)
+    if c.sec["budget"].focus_by == "uncertain":  # the n_focus least confident, most uncertain first
+        order = np.argsort(scores["answer_logp"][n_rand:], kind="stable")[:n_focus]
+        return np.concatenate([n_rand + order, np.arange(n_rand)]), len(order)
     with torch.no_grad():
         ft, fm = to_tensor(batch.facts, c.device).long(), to_tensor(batch.fact_mask, c.device).bool()
         mine = x.generate(x.encode(ft, fm), ft, fm, to_tensor(batch.questions, c.device).long()).cpu().numpy()
     differ = (mine[:, 0] != tr.answers).any(-1)
-    n_rand = n - n_focus  # the pool's first questions stay a random sample (H' fresh loss reads them)
     focus = n_rand + np.flatnonzero(differ[n_rand:])[:n_focus]
     more = np.setdiff1d(np.arange(n_rand, len(differ)), focus)[: n_focus - len(focus)]  # too few: random ones
     return np.concatenate([focus, np.arange(n_rand), more]), len(focus)
