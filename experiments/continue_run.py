@@ -48,23 +48,16 @@ def continue_run(cfg: dict, task: str, method: str, seed: int, last: int, scratc
 
 
 def main(argv=None) -> None:
-    import torch
-
     sys.path.insert(0, os.path.dirname(__file__))
-    from hprime_vs_h import study_config
+    from hprime_vs_h import add_run_args, study_config
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="config/config.yaml", help="the study's config")
-    ap.add_argument("--results", help="the study's results folder (default: the config's results_dir)")
-    ap.add_argument("--task", required=True)
+    add_run_args(ap)
     ap.add_argument("--method", default="amplification", choices=["amplification", "supervised"])
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--to", type=int, required=True, help="the last iteration to run")
     ap.add_argument("--scratch", help="where the copy goes (default: a new temporary folder, kept)")
-    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
-    cfg = study_config(args)
-    torch.set_num_threads(args.threads)
+    cfg = study_config(args)  # (sets torch's threads too)
     if args.task not in cfg["tasks"]:
         ap.error(f"--task {args.task}: not one of the study's tasks ({', '.join(cfg['tasks'])})")
     scratch = args.scratch or tempfile.mkdtemp(prefix="continue-")

@@ -54,15 +54,11 @@ def errors_by_class(cfg: dict, task_name: str, method: str, seed: int, i: int, t
 
 def main(argv=None) -> None:
     sys.path.insert(0, os.path.dirname(__file__))
-    from hprime_vs_h import study_config
+    from hprime_vs_h import add_run_args, study_config
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="config/config.yaml", help="the study's config")
-    ap.add_argument("--results", help="the study's results folder (default: the config's results_dir)")
-    ap.add_argument("--task", required=True)
-    ap.add_argument("--seed", type=int, default=0, help="the study seed whose runs to read")
+    add_run_args(ap)
     ap.add_argument("--iters", type=int, nargs="+", required=True, help="iterations to read")
-    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     cfg = study_config(args)
     if args.task not in cfg["tasks"]:

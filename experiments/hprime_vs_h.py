@@ -84,16 +84,21 @@ def compare(cfg: dict, task_name: str, seed: int, i: int, contexts: int, device:
     return {"size": int(s.size), "rows": rows, "run": paths.run_dir(c.results, task_name, "amplification", seed)}
 
 
-def add_study_args(ap: argparse.ArgumentParser, contexts: int, task: bool = True) -> None:
-    """The options of every script that reads one iteration of a finished study run."""
+def add_run_args(ap: argparse.ArgumentParser, task: bool = True) -> None:
+    """--config, --results, --task, --seed, --threads: which run of a finished study a script reads."""
     ap.add_argument("--config", default="config/config.yaml", help="the study's config")
     ap.add_argument("--results", help="the study's results folder (default: the config's results_dir)")
     if task:
         ap.add_argument("--task", required=True)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="the study seed whose run to read")
+    ap.add_argument("--threads", type=int, default=1)
+
+
+def add_study_args(ap: argparse.ArgumentParser, contexts: int, task: bool = True) -> None:
+    """The options of every script that reads one iteration of a finished study run."""
+    add_run_args(ap, task)
     ap.add_argument("--iter", type=int, required=True, help="iteration (>= 1) whose targets to recompute")
     ap.add_argument("--contexts", type=int, default=contexts, help="how many of its sampled contexts")
-    ap.add_argument("--threads", type=int, default=1)
 
 
 def study_config(args) -> dict:

@@ -486,6 +486,18 @@ def test_amplify_h_with_x_decodes_as_repeats_says(repeats, monkeypatch):
     assert (False in seen) == (repeats != "greedy") and (True in seen) == (repeats != "all")
 
 
+def knows_nothing(task):
+    """An XAnswerer stand-in for an X that knows nothing: every answer all-0 (malformed)."""
+    class KnowsNothing:
+        def __init__(self, x, facts, mask, device):
+            pass
+
+        def __call__(self, ctx, q, greedy=True, generator=None):
+            return np.zeros((len(q), task.answer_length), dtype=np.int64)
+
+    return KnowsNothing
+
+
 def test_amplify_h_with_x_levels_match_amplify_hprime_levels(monkeypatch):
     """Amplify^H(X) at L levels (the diagnostics' H in H' place) is right exactly where
     Amplify^{H'}(X) with a perfect H' is, for an X that knows nothing: bit-lengths up to L + 1."""
@@ -494,14 +506,7 @@ def test_amplify_h_with_x_levels_match_amplify_hprime_levels(monkeypatch):
     task = make_task("permutation", nchars=8, length=1, log_iters=5)
     b = task.generate(16, task.max_size, 3, n_questions=8)
 
-    class KnowsNothing:
-        def __init__(self, x, facts, mask, device):
-            pass
-
-        def __call__(self, ctx, q, greedy=True, generator=None):
-            return np.zeros((len(q), task.answer_length), dtype=np.int64)
-
-    monkeypatch.setattr(amp, "XAnswerer", KnowsNothing)
+    monkeypatch.setattr(amp, "XAnswerer", knows_nothing(task))
     B, Q = b.questions.shape[:2]
     bits = b.classes.reshape(-1) + 2
     for levels in (1, 2, 3):
@@ -521,14 +526,7 @@ def test_deep_transcripts_take_their_sub_answers_from_amplify_one_level_down(mon
     task = make_task("permutation", nchars=8, length=1, log_iters=5)
     b = task.generate(16, task.max_size, 3, n_questions=8)
 
-    class KnowsNothing:
-        def __init__(self, x, facts, mask, device):
-            pass
-
-        def __call__(self, ctx, q, greedy=True, generator=None):
-            return np.zeros((len(q), task.answer_length), dtype=np.int64)
-
-    monkeypatch.setattr(amp, "XAnswerer", KnowsNothing)
+    monkeypatch.setattr(amp, "XAnswerer", knows_nothing(task))
     B, Q = b.questions.shape[:2]
     ctx, bits = np.repeat(np.arange(B), Q), b.classes.reshape(-1) + 2
     deep_ctx = np.arange(B) % 2 == 1
