@@ -35,7 +35,8 @@ def config(results: str, threads: int, args) -> dict:
                         "warmup": args.warmup, "weight_decay": args.weight_decay,
                         "decay_steps": args.decay_steps, "lr_min": args.lr_min},
             "hprime_train": {"steps": args.hp_steps, "converged_steps": args.hp_converged_steps,
-                             "hard_fraction": args.hp_hard},
+                             "hard_fraction": args.hp_hard, "first_steps": args.hp_first_steps,
+                             "recent_fraction": args.hp_recent},
             "budget": {"initial": args.h_initial, "min_calls": args.h_min, "focus": args.h_focus, "focus_by": args.h_focus_by},
             "x": {"enc_layers": args.enc_layers, "dec_layers": args.dec_layers, "width": args.width,
                   "match_bias": args.match_bias or bool(args.match_init), "match_bias_init": args.match_init,
@@ -79,6 +80,7 @@ def main() -> None:
                     help="share of H calls on questions where X and Amplify(X) differ (budget.focus)")
     ap.add_argument("--h-focus-by", choices=["disagree", "uncertain"], default="disagree",
                     help="which questions --h-focus picks (budget.focus_by)")
+    ap.add_argument("--hp-first-steps", type=int, default=None, help="H' steps at iteration 0 (hprime_train.first_steps; default: --hp-steps)")
     ap.add_argument("--hp-converged-steps", type=int, default=20, help="H' steps per iteration once the gate says it imitates H")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--batch-contexts", type=int, default=32, help="contexts per X step, all their questions (distill.batch_contexts)")
@@ -98,6 +100,8 @@ def main() -> None:
     ap.add_argument("--token-encoder", action="store_true", help="X's encoder attends over the facts' tokens (x.token_encoder)")
     ap.add_argument("--hp-hard", type=float, default=0.0,
                     help="share of each H' batch from the transcripts it gets wrong (hprime_train.hard_fraction)")
+    ap.add_argument("--hp-recent", type=float, default=0.0,
+                    help="share of each H' batch from the newest iteration's transcripts (hprime_train.recent_fraction)")
     ap.add_argument("--hprime", default="{}", help="H' model settings (JSON, the config's `hprime` section), e.g. '{\"width\": 128, \"layers\": 4}'")
     ap.add_argument("--repeats", choices=["sample", "greedy", "all"], default="greedy",
                     help="how X answers a subquestion asked again in one transcript")

@@ -250,6 +250,34 @@ def test_hprime_hard_fraction_draws_part_of_each_batch_from_the_transcripts_it_g
         HPrimeTrainConfig(hard_every=0)
 
 
+def test_hprime_recent_fraction_draws_part_of_each_batch_from_the_newest_transcripts():
+    task = tiny_task()
+    tokens = np.unique(amplify_h_batch(task, task.generate(120, 4, 0, n_questions=1)).tokens(), axis=0)[:40]
+    tr = HPrimeTrainer(task, HPrimeConfig(width=32, heads=2, layers=2, ffn=2),
+                       HPrimeTrainConfig(batch=8, recent_fraction=0.5), 0)
+    hp, batches = tr.model, []
+
+    def fake_loss(seq):  # record the batch; a loss that still has a graph
+        batches.append(seq)
+        return sum(p.sum() for p in hp.parameters()) * 0.0 + 1.0, torch.tensor(1.0)
+
+    hp.loss = fake_loss
+    seqs = tr.sequences(tokens)
+    tr.train(tokens, 20, recent_from=36)  # the newest iteration: the last 4 transcripts
+    newest = [sum(bool((seqs[36:] == row).all(-1).any()) for row in b) for b in batches]
+    assert len(batches) == 20 and min(newest) >= 4  # 4 of 8 drawn from them, plus uniform luck
+    assert sum(newest) < 20 * 6  # the uniform half still draws mostly from the other 36
+    batches.clear()
+    tr.train(tokens, 20)  # no boundary given (as at iteration 0): uniform batches
+    assert sum(sum(bool((seqs[36:] == row).all(-1).any()) for row in b) for b in batches) < 20 * 3
+    for bad in ({"recent_fraction": -0.1}, {"recent_fraction": 1.5}, {"recent_fraction": 0.6, "hard_fraction": 0.5}):
+        with pytest.raises(ValueError, match="recent_fraction"):
+            HPrimeTrainConfig(**bad)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="first_steps"):
+            HPrimeTrainConfig(first_steps=bad)
+
+
 def test_amplify_hprime_builds_no_autograd_graph():
     # with a graph, every H' step kept its activations alive through the key/value cache: 20 GB
     # at 16k questions. Inference only, so no step may record one.

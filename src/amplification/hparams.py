@@ -72,18 +72,32 @@ class HPrimeTrainConfig:
     lr: float = 1e-3  # Adam learning rate (paper: 1e-5)
     grad_clip: float = 1.0
     converged_steps: int = 20  # steps per iteration once H' loss on fresh transcripts < the last threshold
+    # H' steps at iteration 0 (None: `steps`). A deviation: with 150 steps H' had seen each of
+    # union find's first 2,000 transcripts ~5 times when iteration 1's targets were made, and gave
+    # 77-86% right targets where H gave 97% (README notes)
+    first_steps: int | None = None
     # share of each batch drawn from the transcripts H' gets wrong (any target token), found anew
     # every `hard_every` steps (a deviation; 0: uniform batches, as the original). Meant for H's
     # rare branches (union find's later candidate winning: under 1% of H' transcripts, followed on
     # 60-90% of such cases); on union find 0.5 did worse (81.0% against 90.8%; README notes)
     hard_fraction: float = 0.0
     hard_every: int = 25  # steps between two searches for the transcripts H' gets wrong
+    # share of each batch drawn from the newest iteration's transcripts (a deviation; 0: uniform
+    # over all of them, as the original). Early on, X changes fast: at union find's iteration 1,
+    # H' trained on 2,000 transcripts of an untrained X (whose depths are junk, so H answers
+    # unknown) answered unknown where X's depths now decided H's answer (README notes)
+    recent_fraction: float = 0.0
 
     def __post_init__(self):
         if not 0.0 <= self.hard_fraction <= 1.0:
             raise ValueError(f"hprime_train.hard_fraction must be in [0, 1], got {self.hard_fraction!r}")
+        if not 0.0 <= self.recent_fraction <= 1.0 or self.hard_fraction + self.recent_fraction > 1.0:
+            raise ValueError(f"hprime_train.recent_fraction must be in [0, 1 - hard_fraction], got {self.recent_fraction!r}")
         if self.hard_every < 1:
             raise ValueError(f"hprime_train.hard_every must be >= 1, got {self.hard_every!r}")
+        if self.first_steps is not None and (isinstance(self.first_steps, bool) or not isinstance(self.first_steps, int)
+                                             or self.first_steps < 1):
+            raise ValueError(f"hprime_train.first_steps must be a positive integer or null, got {self.first_steps!r}")
 
 
 @dataclass

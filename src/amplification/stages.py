@@ -308,7 +308,8 @@ def run_train_hprime(cfg, task_name, method, seed, i) -> dict:
     ins, out = c.inp("train_hprime"), c.out("train_hprime")
     rec: dict = {"iteration": c.i}
     with timed(rec):
-        tr = Transcripts.concat([arrays_to_transcripts(load_npz(p)) for p in ins["transcripts"]])
+        parts = [arrays_to_transcripts(load_npz(p)) for p in ins["transcripts"]]
+        tr = Transcripts.concat(parts)
         trainer = HPrimeTrainer(c.task, c.sec["hprime"], c.sec["hprime_train"], c.seed, c.device)
         if "hprime" in ins:
             trainer.load_state_dict(load_checkpoint(ins["hprime"], c.device))
@@ -318,8 +319,10 @@ def run_train_hprime(cfg, task_name, method, seed, i) -> dict:
         fresh = read_json(ins["decompose"]).get("hprime_fresh_loss")
         converged = fresh is not None and fresh < c.sec["budget"].thresholds[-1]
         steps = trainer.cfg.converged_steps if converged else trainer.cfg.steps
+        if c.i == 0 and trainer.cfg.first_steps is not None:
+            steps = trainer.cfg.first_steps
         with progress(max(steps, 1), f"train H' {task_name} iter{c.i}") as bar:
-            m = trainer.train(tr.tokens(), steps, bar)
+            m = trainer.train(tr.tokens(), steps, bar, recent_from=len(tr) - len(parts[-1]))
         rec.update(loss=m["loss"], token_accuracy=m["token_accuracy"], steps=m["steps"], transcripts=len(tr),
                    converged=converged)
     save_checkpoint(trainer.state_dict(), out["hprime"])

@@ -180,7 +180,9 @@ class HPrimeTrainer:
     def evaluate(self, tokens: np.ndarray) -> dict:
         return evaluate_hprime(self.model, tokens, self.device)
 
-    def train(self, tokens: np.ndarray, steps: int, progress=None) -> dict:
+    def train(self, tokens: np.ndarray, steps: int, progress=None, recent_from: int | None = None) -> dict:
+        """`steps` Adam steps on batches of `tokens` (transcripts); `recent_from`: where the newest
+        iteration's transcripts start, which cfg.recent_fraction of each batch is drawn from."""
         if steps == 0:  # nothing to train: report where H' stands on these transcripts
             return {**self.evaluate(tokens), "steps": self.step}
         seqs = self.sequences(tokens)
@@ -192,9 +194,12 @@ class HPrimeTrainer:
                 hard = np.flatnonzero(~self.all_right(seqs))
             self.model.train()
             n_hard = round(batch * self.cfg.hard_fraction) if len(hard) else 0
-            idx = self.rng.integers(0, len(seqs), batch - n_hard)
+            n_recent = round(batch * self.cfg.recent_fraction) if recent_from is not None and recent_from < len(seqs) else 0
+            idx = self.rng.integers(0, len(seqs), batch - n_hard - n_recent)
             if n_hard:  # the rest from the transcripts H' got wrong at the last search
                 idx = np.concatenate([idx, hard[self.rng.integers(0, len(hard), n_hard)]])
+            if n_recent:
+                idx = np.concatenate([idx, self.rng.integers(recent_from, len(seqs), n_recent)])
             idx = torch.as_tensor(idx)
             loss, acc = self.model.loss(seqs[idx])
             self.opt.zero_grad(set_to_none=True)
