@@ -45,7 +45,7 @@ def config(results: str, threads: int, args) -> dict:
             "curriculum": {"start": args.start_size, "threshold": args.threshold},
             "sample": {"contexts": args.contexts},
             "amplify": {"repeats": args.repeats, "levels": args.levels, "deep_transcripts": args.deep_transcripts},
-            "hprime": json.loads(args.hprime),
+            "hprime": {**json.loads(args.hprime), **({"numbers": True} if args.hp_numbers else {})},
         },
     }
 
@@ -102,6 +102,7 @@ def main() -> None:
                     help="share of each H' batch from the transcripts it gets wrong (hprime_train.hard_fraction)")
     ap.add_argument("--hp-recent", type=float, default=0.0,
                     help="share of each H' batch from the newest iteration's transcripts (hprime_train.recent_fraction)")
+    ap.add_argument("--hp-numbers", action="store_true", help="H' embeds number tokens on a shared line (hprime.numbers)")
     ap.add_argument("--hprime", default="{}", help="H' model settings (JSON, the config's `hprime` section), e.g. '{\"width\": 128, \"layers\": 4}'")
     ap.add_argument("--repeats", choices=["sample", "greedy", "all"], default="greedy",
                     help="how X answers a subquestion asked again in one transcript")

@@ -299,10 +299,11 @@ def test_amplify_hprime_builds_no_autograd_graph():
     assert seen and not any(seen)
 
 
-def test_kv_cache_decoding_equals_full_forward():
-    task = tiny_task()
+@pytest.mark.parametrize("numbers", [False, True])
+def test_kv_cache_decoding_equals_full_forward(numbers):
+    task = tiny_task() if not numbers else make_task("union_find", nchars=4, length=1)
     torch.manual_seed(3)
-    tr = HPrimeTrainer(task, HPrimeConfig(width=32, heads=2, layers=2, ffn=2), HPrimeTrainConfig(), 0)
+    tr = HPrimeTrainer(task, HPrimeConfig(width=32, heads=2, layers=2, ffn=2, numbers=numbers), HPrimeTrainConfig(), 0)
     hp = tr.model.eval()
     seqs = tr.sequences(amplify_h_batch(task, task.generate(8, 4, 0, n_questions=1)).tokens())
     cache = hp.start(len(seqs))
@@ -315,6 +316,31 @@ def test_kv_cache_decoding_equals_full_forward():
         # after the first step the cached attention has no causal mask: one token at a time
         with pytest.raises(AssertionError, match="several tokens"):
             hp.step(cache, seqs[:, :2])
+
+
+def test_hprime_numbers_share_a_line_and_an_unseen_number_is_still_on_it(tmp_path):
+    from amplification.checkpoint import load_hprime
+
+    task = make_task("union_find", nchars=4, length=1)
+    assert {task.vocab.labels[t]: v for t, v in task.vocab.numbers.items()} == {"0": 0.0, "1": 1.0, "2": 2.0, "3": 3.0}
+    assert make_task("shortest_path", nchars=4, length=1).vocab.numbers  # distances ("inf" is not one)
+    assert sorted(make_task("wildcard", nchars=2, length=2).vocab.numbers.values()) == [-2.0, -1.0, 0.0, 1.0, 2.0]
+    tr = HPrimeTrainer(task, HPrimeConfig(width=32, heads=2, layers=2, ffn=2, numbers=True), HPrimeTrainConfig(), 0)
+    hp, ids = tr.model, sorted(task.vocab.numbers)
+    assert hp.tok.weight[ids].abs().sum() == 0  # no number has an embedding of its own at first
+    tokens = amplify_h_batch(task, task.generate(32, 4, 0, n_questions=1)).tokens()
+    unseen = ids[-1]  # depth 3 never appears in these transcripts: its row gets no gradient
+    tokens[tokens == unseen] = 0
+    tr.train(tokens, 5)
+    assert hp.tok.weight[ids[0]].abs().sum() > 0 and hp.tok.weight[unseen].abs().sum() == 0
+    e = hp._embed(torch.tensor([[unseen]]), 1) - hp.kind(hp.kinds[1:2]) - hp.pos(torch.tensor([1]))
+    assert torch.allclose(e[0, 0], hp.num_base + hp.num_dir, atol=1e-5)  # the largest number: value 1
+    save_checkpoint(tr.state_dict(), str(tmp_path / "h.pt"))
+    seqs = tr.sequences(tokens[:4])
+    with torch.no_grad():
+        assert torch.equal(load_hprime(str(tmp_path / "h.pt"))(seqs), hp.eval()(seqs))
+    plain = HPrimeTrainer(task, HPrimeConfig(width=32, heads=2, layers=2, ffn=2), HPrimeTrainConfig(), 0).model
+    assert plain.num_value is None and not hasattr(plain, "num_base")  # off: the model is as before
 
 
 class ScriptedHPrime:

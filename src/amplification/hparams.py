@@ -44,6 +44,11 @@ class HPrimeConfig:
     layers: int = 2  # (paper: 4)
     ffn: int = 4  # MLP hidden size as a multiple of width
     dropout: float = 0.0
+    # a deviation: the task's number tokens (union find's depths, shortest path's distances,
+    # wildcard's sums) get a shared embedding, a learned vector plus their value times another, and
+    # start with no embedding of their own, so that a depth H' has rarely or never seen as a
+    # sub-answer is still a number, on the same line as the others (README notes)
+    numbers: bool = False
 
 
 @dataclass

@@ -79,7 +79,8 @@ class Layer(nn.Module):
 
 
 class HPrime(nn.Module):
-    def __init__(self, nvocab: int, question_length: int, answer_length: int, rounds: int, cfg: HPrimeConfig):
+    def __init__(self, nvocab: int, question_length: int, answer_length: int, rounds: int, cfg: HPrimeConfig,
+                 numbers: dict[int, float] | None = None):
         super().__init__()
         self.cfg, self.nvocab = cfg, nvocab
         self.ql, self.al, self.R = question_length, answer_length, rounds
@@ -88,6 +89,20 @@ class HPrime(nn.Module):
         self.register_buffer("kinds", torch.as_tensor(kinds), persistent=False)
         w = cfg.width
         self.tok = nn.Embedding(nvocab, w)
+        if cfg.numbers and numbers:  # number tokens: on a shared line, value scaled to at most 1
+            ids = torch.as_tensor(sorted(numbers))
+            scale = max(abs(v) for v in numbers.values()) or 1.0
+            value, is_num = torch.zeros(nvocab), torch.zeros(nvocab)
+            value[ids] = torch.as_tensor([numbers[int(t)] / scale for t in ids], dtype=torch.float32)
+            is_num[ids] = 1.0
+            self.register_buffer("num_value", value, persistent=False)
+            self.register_buffer("is_num", is_num, persistent=False)
+            self.num_base = nn.Parameter(torch.randn(w))  # nn.Embedding's scale
+            self.num_dir = nn.Parameter(torch.randn(w))
+            with torch.no_grad():  # their own rows start at 0: a number never seen is base + value * dir
+                self.tok.weight[ids] = 0.0
+        else:
+            self.num_value = None
         self.kind = nn.Embedding(4, w)
         self.pos = nn.Embedding(self.T, w)
         self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.layers))
@@ -102,12 +117,16 @@ class HPrime(nn.Module):
 
     @classmethod
     def for_task(cls, task, cfg: HPrimeConfig) -> "HPrime":
-        return cls(task.nvocab, task.question_length, task.answer_length, task.rounds, cfg)
+        return cls(task.nvocab, task.question_length, task.answer_length, task.rounds, cfg, task.vocab.numbers)
 
     def _embed(self, tokens, start: int):
         T = tokens.shape[1]
         pos = torch.arange(start, start + T, device=tokens.device)
-        return self.tok(tokens.clamp(0, self.nvocab - 1)) + self.kind(self.kinds[pos]) + self.pos(pos)
+        tokens = tokens.clamp(0, self.nvocab - 1)
+        e = self.tok(tokens) + self.kind(self.kinds[pos]) + self.pos(pos)
+        if self.num_value is not None:
+            e = e + self.is_num[tokens].unsqueeze(-1) * self.num_base + self.num_value[tokens].unsqueeze(-1) * self.num_dir
+        return e
 
     def _output(self, h, keys, tokens):
         """Mix the vocabulary softmax with the copy distribution over earlier tokens.

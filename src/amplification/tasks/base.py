@@ -49,11 +49,21 @@ class Vocab:
 
     def __init__(self) -> None:
         self.labels: list[str] = ["?"]
+        # token id -> the number it stands for (depths, distances, sums): H' may embed these on a
+        # shared number line (hprime.numbers), so that a value it has rarely seen is still a number
+        self.numbers: dict[int, float] = {}
 
     def add(self, *labels: str) -> int:
         """Append a block of tokens; return the id of the first."""
         start = len(self.labels)
         self.labels.extend(labels)
+        return start
+
+    def add_numbers(self, values, *extra: str) -> int:
+        """Append a block of number tokens, labelled by their values, then `extra` labels (not
+        numbers); return the id of the first."""
+        start = self.add(*[str(v) for v in values], *extra)
+        self.numbers.update({start + k: float(v) for k, v in enumerate(values)})
         return start
 
     def __len__(self) -> int:

@@ -97,7 +97,7 @@ class ShortestPath(Task):
         self.max_dist = check_int("max_dist", max_dist, 1, 256)
         self.kD = self.vocab.add("D", "S", "N", "E")  # distance, step, some neighbour, edge?
         self.kS, self.kN, self.kE = self.kD + 1, self.kD + 2, self.kD + 3
-        self.dist0 = self.vocab.add(*[str(d) for d in range(self.max_dist + 1)], "inf")
+        self.dist0 = self.vocab.add_numbers(range(self.max_dist + 1), "inf")
         self.inf = self.dist0 + self.max_dist + 1
         self.yes = self.dist0 + 1  # edge a b exists: a path of length 1
         self._add_chars()

@@ -77,7 +77,7 @@ class UnionFind(Task):
         self.kS, self.kN, self.kP, self.kD = self.kV + 1, self.kV + 2, self.kV + 3, self.kV + 4
         self._add_chars()
         self.val0 = self.vocab.add(*[f"v{i}" for i in range(self.n_values)])
-        self.depth0 = self.vocab.add(*[str(d) for d in range(self.n_names)])
+        self.depth0 = self.vocab.add_numbers(range(self.n_names))
         self.max_depth = self.n_names - 1  # a path through every name
         self.yes = self.depth0  # adjacency check: "yes, adjacent"
         self.rounds = 9
