@@ -1,7 +1,8 @@
 """H', the human predictor: a causal transformer over transcripts with a copy head.
 
 A transcript is `question | R x (subquestion, sub-answer) | answer` (human.Transcripts.tokens),
-preceded by a start token. Each position gets token, token-kind and position embeddings. H' is
+preceded by a start token. Each position gets token, token-kind and position embeddings (with
+`numbers`, the task's number tokens also a shared one: a vector plus their value times another). H' is
 trained with cross-entropy on subquestion and final-answer tokens only: the question and the
 sub-answers are conditioning. The copy head points at any earlier transcript token, so H' can
 reuse a name it has seen without knowing what it means. It never sees the facts.
