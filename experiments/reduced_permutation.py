@@ -50,20 +50,27 @@ def config(results: str, threads: int, args) -> dict:
     }
 
 
-def _targets_from_h() -> None:
-    """Make the amplify stage call Amplify^H(X) where it calls Amplify^{H'}(X) (same tree depth)."""
+def _targets_from_h(until: int | None = None) -> dict:
+    """Make the amplify stage call Amplify^H(X) where it calls Amplify^{H'}(X) (same tree depth),
+    at every iteration, or with `until` only up to that iteration (main sets `state["i"]`)."""
     import numpy as np
 
     from amplification import amplify
 
+    state = {"i": 0}
+    learned = amplify.amplify_hprime
+
     def h_in_hprime_place(task, hp, x, facts, fact_mask, questions, db, rng, device="cpu", repeats="greedy",
-                          levels=1, **_):
+                          levels=1, **kw):
+        if until is not None and state["i"] > until:
+            return learned(task, hp, x, facts, fact_mask, questions, db, rng, device, repeats=repeats, levels=levels, **kw)
         B, Q, ql = questions.shape
         return amplify.amplify_h_with_x(task, x, facts, fact_mask, np.repeat(np.arange(B), Q),
                                         np.asarray(questions).reshape(B * Q, ql), db, rng, device,
                                         repeats=repeats, levels=levels)
 
     amplify.amplify_hprime = h_in_hprime_place
+    return state
 
 
 def main() -> None:
@@ -113,6 +120,8 @@ def main() -> None:
     ap.add_argument("--h-targets", action="store_true",
                     help="diagnostic: the amplify stage's targets from Amplify^H(X) (the scripted H in H' place, at "
                          "every level of the tree; those H calls are not counted): the most a perfect H' could give")
+    ap.add_argument("--h-targets-until", type=int, default=None,
+                    help="diagnostic: --h-targets up to this iteration only, Amplify^{H'}(X) after it")
     ap.add_argument("--threshold", type=float, default=0.85, help="curriculum: agreement that promotes (paper: 0.85)")
     ap.add_argument("--start-size", type=int, default=None, help="first curriculum size (default: the task's)")
     ap.add_argument("--methods", default="amplification,supervised")
@@ -122,8 +131,7 @@ def main() -> None:
     ap.add_argument("--task", default="permutation", help="any task, for calibrating the study's settings")
     ap.add_argument("--params", default='{"nchars": 8, "length": 1, "log_iters": 4}', help="task size parameters (JSON)")
     args = ap.parse_args()
-    if args.h_targets:
-        _targets_from_h()
+    h_state = _targets_from_h(args.h_targets_until) if args.h_targets or args.h_targets_until is not None else None
     results = tempfile.mkdtemp(prefix="reduced-")
     cfg = config(results, args.threads, args)
     with open(os.path.join(results, "config.yaml"), "w") as fh:  # for the scripts that reread an iteration
@@ -133,6 +141,8 @@ def main() -> None:
     for method in args.methods.split(","):
         t0, i, reached = time.time(), 0, None
         while time.time() - t0 < args.minutes * 60 and i < args.iterations:
+            if h_state is not None:
+                h_state["i"] = i
             rec = stages.run_iteration(cfg, args.task, method, args.seed, i)
             m = rec["metrics"]
             wall = time.time() - t0

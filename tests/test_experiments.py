@@ -111,6 +111,16 @@ def test_h_targets_put_h_in_hprime_place_at_every_level(monkeypatch):
                                 np.random.default_rng(0), levels=levels)
         right = (tr.answers == b.answers.reshape(len(bits), -1)).all(-1)
         assert np.array_equal(right, bits <= levels + 1), levels
+    # --h-targets-until 2: H up to iteration 2, then the learned H' again
+    calls = []
+    monkeypatch.setattr(amp, "amplify_hprime", lambda *a, **k: calls.append(k.get("levels")) or "learned")
+    state = experiment("reduced_permutation")._targets_from_h(until=2)
+    state["i"] = 2
+    assert amp.amplify_hprime(task, None, None, b.facts, b.fact_mask, b.questions, b.db,
+                              np.random.default_rng(0), levels=2) != "learned" and calls == []
+    state["i"] = 3
+    assert amp.amplify_hprime(task, None, None, b.facts, b.fact_mask, b.questions, b.db,
+                              np.random.default_rng(0), levels=2) == "learned" and calls == [2]
 
 
 def test_hprime_vs_h_compares_a_study_iteration(tmp_path):
