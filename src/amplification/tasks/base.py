@@ -59,10 +59,11 @@ class Vocab:
         self.labels.extend(labels)
         return start
 
-    def add_numbers(self, values, *extra: str) -> int:
-        """Append a block of number tokens, labelled by their values, then `extra` labels (not
+    def add_numbers(self, values, *extra: str, label=str) -> int:
+        """Append a block of number tokens, labelled `label(value)`, then `extra` labels (not
         numbers); return the id of the first."""
-        start = self.add(*[str(v) for v in values], *extra)
+        values = list(values)
+        start = self.add(*[label(v) for v in values], *extra)
         self.numbers.update({start + k: float(v) for k, v in enumerate(values)})
         return start
 

@@ -56,8 +56,7 @@ class WildcardSearch(Task):
         self.star = self.vocab.add("*")
         self._add_chars()
         C = self.clip
-        self.num0 = self.vocab.add(*[f"{v:+d}" if v else "0" for v in range(-C, C + 1)]) + C
-        self.vocab.numbers.update({self.num0 + v: float(v) for v in range(-C, C + 1)})
+        self.num0 = self.vocab.add_numbers(range(-C, C + 1), label=lambda v: f"{v:+d}" if v else "0") + C
         self.rounds = self.nchars
         self.fact_length = self.length + 1
         self.question_length = self.length
