@@ -44,7 +44,8 @@ def config(results: str, threads: int, args) -> dict:
                   "token_encoder": args.token_encoder},
             "curriculum": {"start": args.start_size, "threshold": args.threshold},
             "sample": {"contexts": args.contexts},
-            "amplify": {"repeats": args.repeats, "levels": args.levels, "deep_transcripts": args.deep_transcripts},
+            "amplify": {"repeats": args.repeats, "levels": args.levels, "deep_transcripts": args.deep_transcripts,
+                        "min_confidence": args.min_confidence},
             "hprime": {**json.loads(args.hprime), **({"numbers": True} if args.hp_numbers else {})},
         },
     }
@@ -122,6 +123,10 @@ def main() -> None:
                          "every level of the tree; those H calls are not counted): the most a perfect H' could give")
     ap.add_argument("--h-targets-until", type=int, default=None,
                     help="diagnostic: --h-targets up to this iteration only, Amplify^{H'}(X) after it")
+    ap.add_argument("--min-confidence", type=float, default=0.0,
+                    help="targets H' decoded with a lower probability are not given (amplify.min_confidence)")
+    ap.add_argument("--confidence", action="store_true",
+                    help="print how often H' is unsure of a target, and how right those targets are (ground truth, logging only)")
     ap.add_argument("--threshold", type=float, default=0.85, help="curriculum: agreement that promotes (paper: 0.85)")
     ap.add_argument("--start-size", type=int, default=None, help="first curriculum size (default: the task's)")
     ap.add_argument("--methods", default="amplification,supervised")
@@ -152,6 +157,15 @@ def main() -> None:
                   + (" | " + " ".join(f"{k.rsplit('/', 1)[1]}={v:.2f}" for k, v in m.items()
                                       if k.startswith("accuracy/teacher/greedy/class/")) if args.classes else ""),
                   flush=True)
+            if args.confidence and method == "amplification":
+                from amplification import paths
+                from amplification.stages import read_json
+                a = read_json(paths.stage_output(results, args.task, method, args.seed, i, "amplify", "amplify.json"))
+                fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+                print("    confidence: " + " ".join(f"<{p}: {a[f'confidence_below_{p}']:.3f} right {fmt(a[f'accuracy_below_{p}'])}"
+                                                  for p in (0.5, 0.9, 0.99))
+                      + f" | dropped {a['dropped']:.3f} right {fmt(a['dropped_targets_accuracy'])}, kept right {fmt(a['kept_targets_accuracy'])}",
+                      flush=True)
             if reached is None and m["accuracy/teacher/greedy"] >= args.goal:
                 reached = (m["steps/cumulative"], round(wall), m["h_calls/cumulative"], m["accuracy/teacher/greedy"])
                 break

@@ -127,6 +127,7 @@ def test_configs_do_not_share_output_folders():
     (["defaults.budget.focus_by=random"], "config: defaults.budget.focus_by: 'random' is not one of"),
     (["defaults.budget.focus=0.95"], "config: defaults.budget.focus: 0.95 is greater than the maximum of 0.9"),
     (["defaults.distill.lr_min=2"], "config: defaults.distill.lr_min: 2 is greater than the maximum of 1"),
+    (["defaults.amplify.min_confidence=1"], "config: defaults.amplify.min_confidence: 1 is greater than or equal to the maximum of 1"),
     (["defaults.amplify.deep_transcripts=1.5"], "config: defaults.amplify.deep_transcripts: 1.5 is greater than the maximum of 1"),
     (["per_task.union_find.schedule.iterations=0"],
      "config: per_task.union_find.schedule.iterations: 0 is less than the minimum of 1"),

@@ -200,6 +200,50 @@ def test_focus_runs_in_the_pipeline_with_the_same_h_calls(tmp_path):
     assert recs[0]["focused_transcripts"] == 0 and 0 <= recs[1]["focused_transcripts"] <= 3
 
 
+@pytest.mark.parametrize("wrong_is_unsure", [True, False])
+def test_min_confidence_withholds_the_targets_hprime_is_unsure_of(tmp_path, monkeypatch, wrong_is_unsure):
+    """`amplify.min_confidence`: a fake Amplify(X) wrong on every other question. When it is unsure
+    exactly where it is wrong, those targets become "unknown" (distillation skips them) and every
+    target given is right; a fake sure where it is wrong and unsure where right loses its right
+    targets instead (the lever cannot tell: the record shows it)."""
+    import amplification.amplify as amp
+    from amplification.human import Transcripts
+
+    cfg = tiny_config(tmp_path, methods=["amplification"], iterations=1)
+    cfg["defaults"]["amplify"]["min_confidence"] = 0.5
+    stages.run_testset(cfg, "permutation")
+    stages.run_sample(cfg, "permutation", "amplification", 0, 0)
+    stages.run_decompose(cfg, "permutation", "amplification", 0, 0)
+    stages.run_train_hprime(cfg, "permutation", "amplification", 0, 0)
+    truth = np.load(paths.stage_output(cfg["results_dir"], "permutation", "amplification", 0, 0, "sample", "sample.npz"))["answers"]
+    B, Q, al = truth.shape
+    wrong = np.arange(B * Q) % 2 == 1
+
+    def fake_amplify(task, hp, x, facts, mask, questions, db, rng, device, scores=None, **kw):
+        ans = truth.reshape(B * Q, al).copy()
+        names = np.unique(ans[:, 0])  # another name of the vocabulary: a wrong answer
+        ans[wrong, 0] = names[(np.searchsorted(names, ans[wrong, 0]) + 1) % len(names)]
+        scores["answer_logp"] = np.log(np.where(wrong == wrong_is_unsure, 0.3, 0.95))
+        z = np.zeros(B * Q, dtype=np.int64)
+        return Transcripts(questions.reshape(B * Q, -1), None, None, ans, z, z)
+
+    monkeypatch.setattr(amp, "amplify_hprime", fake_amplify)
+    rec = stages.run_amplify(cfg, "permutation", "amplification", 0, 0)
+    targets = np.load(paths.stage_output(cfg["results_dir"], "permutation", "amplification", 0, 0,
+                                         "amplify", "targets.npz"))["targets"].reshape(B * Q, al)
+    assert rec["targets_accuracy"] == 0.5  # Amplify(X)'s own, before withholding
+    if wrong_is_unsure:
+        assert rec["dropped"] == 0.5 and rec["dropped_targets_accuracy"] == 0.0 and rec["kept_targets_accuracy"] == 1.0
+        assert not targets[wrong].any() and np.array_equal(targets[~wrong], truth.reshape(B * Q, al)[~wrong])
+    else:
+        assert rec["dropped"] == 0.5 and rec["dropped_targets_accuracy"] == 1.0 and rec["kept_targets_accuracy"] == 0.0
+        assert not targets[~wrong].any() and targets[wrong].all(-1).all()
+    assert rec["confidence_below_0.5"] == 0.5 and rec["accuracy_below_0.5"] == rec["dropped_targets_accuracy"]
+    stages.run_distill(cfg, "permutation", "amplification", 0, 0)
+    m = stages.run_evaluate(cfg, "permutation", "amplification", 0, 0)["metrics"]
+    assert (m["targets/dropped"], m["accuracy/targets/kept"]) == (0.5, 1.0 if wrong_is_unsure else 0.0)
+
+
 def test_curriculum_grows_only_above_threshold():
     from amplification.hparams import CurriculumConfig
 

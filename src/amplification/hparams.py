@@ -185,8 +185,16 @@ class AmplifyConfig:
     # from iteration 1): the top of the amplify stage's tree feeds H' those sub-answers, and H'
     # trained on X's alone never saw, e.g., union find's two `parent x` answers differ
     deep_transcripts: float = 0.0
+    # a target whose final answer H' decoded with probability below this (0-1) becomes "unknown",
+    # which distillation skips (a deviation; 0: every target is kept, as the original). H' errs
+    # where it is unsure of the rule, and X trained on a systematic error learns it: a target not
+    # given costs X less than a wrong one. No ground truth is used to choose
+    min_confidence: float = 0.0
 
     def __post_init__(self):
+        if isinstance(self.min_confidence, bool) or not isinstance(self.min_confidence, (int, float)) \
+                or not 0.0 <= self.min_confidence < 1.0:
+            raise ValueError(f"amplify.min_confidence must be a number from 0 to below 1, got {self.min_confidence!r}")
         if isinstance(self.deep_transcripts, bool) or not isinstance(self.deep_transcripts, (int, float)) \
                 or not 0.0 <= self.deep_transcripts <= 1.0:
             raise ValueError(f"amplify.deep_transcripts must be a number from 0 to 1, got {self.deep_transcripts!r}")

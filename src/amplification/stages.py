@@ -359,28 +359,47 @@ def run_amplify(cfg, task_name, method, seed, i) -> dict:
         if method == "amplification":
             from .checkpoint import load_hprime
 
-            hp = load_hprime(ins["hprime"], c.device)
+            hp, scores = load_hprime(ins["hprime"], c.device), {}
             tr = amplify_hprime(c.task, hp, x, batch.facts, batch.fact_mask, batch.questions, batch.db, rng, c.device,
-                                repeats=c.sec["amplify"].repeats, levels=c.sec["amplify"].levels)
+                                repeats=c.sec["amplify"].repeats, levels=c.sec["amplify"].levels, scores=scores)
             targets = tr.answers.reshape(B, Q, -1)
-            rec.update(subquestions=float(tr.asked.mean()), primitive=float(tr.primitive.mean()))
+            conf = np.exp(scores["answer_logp"])  # H''s probability of the final answer it decoded
+            drop = conf < c.sec["amplify"].min_confidence
+            rec.update(subquestions=float(tr.asked.mean()), primitive=float(tr.primitive.mean()),
+                       dropped=float(drop.mean()), **_confidence_log(tr.answers, batch.answers.reshape(B * Q, -1), conf, drop))
         else:
-            targets = batch.answers
+            targets, drop = batch.answers, np.zeros(B * Q, dtype=bool)
         with torch.no_grad():
             ft, fm = to_tensor(batch.facts, c.device).long(), to_tensor(batch.fact_mask, c.device).bool()
             mine = x.generate(x.encode(ft, fm), ft, fm, to_tensor(batch.questions, c.device).long()).cpu().numpy()
         flat = lambda a: a.reshape(B * Q, -1)  # noqa: E731
         agree = (flat(mine) == flat(targets)).all(-1) & flat(targets).any(-1)  # "unknown" never agrees
-        rec["agreement"] = float(agree.mean())
+        rec["agreement"] = float(agree[~drop].mean()) if (~drop).any() else 0.0  # on the targets given
         rec["size"] = int(batch.size)
         rec["next_size"] = next_size(batch.size, rec["agreement"], c.sec["curriculum"], c.max_size)
         # logging only: how good are the targets? (never used for training decisions)
         acc = accuracy_by_class(c.task, flat(targets), flat(batch.answers), batch.classes.reshape(-1))
         rec["targets_accuracy"] = acc.pop("all")
         rec["targets_accuracy_by_class"] = acc
+        if drop.any():  # X is not trained on these ("unknown"); the accuracy above is Amplify(X)'s, before
+            targets = targets.copy()
+            targets.reshape(B * Q, -1)[drop] = 0
     save_npz(out["targets"], targets=targets)
     write_json(out["amplify"], rec)
     return rec
+
+
+def _confidence_log(answers, truth, conf, drop) -> dict:
+    """Logging only (ground truth; never used to choose): how often H' is unsure, and how right
+    its targets are when sure and when not, for calibrating `amplify.min_confidence`."""
+    ok = (answers == truth).all(-1)
+    out = {"kept_targets_accuracy": float(ok[~drop].mean()) if (~drop).any() else None,
+           "dropped_targets_accuracy": float(ok[drop].mean()) if drop.any() else None}
+    for p in (0.5, 0.9, 0.99):
+        low = conf < p
+        out[f"confidence_below_{p}"] = float(low.mean())
+        out[f"accuracy_below_{p}"] = float(ok[low].mean()) if low.any() else None
+    return out
 
 
 def run_distill(cfg, task_name, method, seed, i) -> dict:
@@ -469,6 +488,10 @@ def run_evaluate(cfg, task_name, method, seed, i) -> dict:
         m["accuracy/hprime/token"] = hpj["token_accuracy"]
     if dec.get("hprime_fresh_transcript_accuracy") is not None:  # H' on this iteration's new H transcripts
         m["accuracy/hprime/fresh_transcripts"] = dec["hprime_fresh_transcript_accuracy"]
+    if amp.get("dropped"):  # amplify.min_confidence: the share of targets not given, and how right they were
+        m["targets/dropped"] = amp["dropped"]
+        m["accuracy/targets/kept"] = amp["kept_targets_accuracy"]
+        m["accuracy/targets/dropped"] = amp["dropped_targets_accuracy"]
     for k, v in teacher["greedy"].items():
         if k != "all":
             m[f"accuracy/teacher/greedy/class/{k}"] = v
