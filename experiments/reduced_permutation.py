@@ -66,6 +66,8 @@ def _targets_from_h(until: int | None = None) -> dict:
         if until is not None and state["i"] > until:
             return learned(task, hp, x, facts, fact_mask, questions, db, rng, device, repeats=repeats, levels=levels, **kw)
         B, Q, ql = questions.shape
+        if kw.get("scores") is not None:  # H is sure of every step
+            kw["scores"].update(answer_logp=np.zeros(B * Q, dtype=np.float32), min_logp=np.zeros(B * Q, dtype=np.float32))
         return amplify.amplify_h_with_x(task, x, facts, fact_mask, np.repeat(np.arange(B), Q),
                                         np.asarray(questions).reshape(B * Q, ql), db, rng, device,
                                         repeats=repeats, levels=levels)
@@ -164,8 +166,9 @@ def main() -> None:
                 fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
                 print("    confidence: " + " ".join(f"<{p}: {a[f'confidence_below_{p}']:.3f} right {fmt(a[f'accuracy_below_{p}'])}"
                                                   for p in (0.5, 0.9, 0.99))
-                      + f" | dropped {a['dropped']:.3f} right {fmt(a['dropped_targets_accuracy'])}, kept right {fmt(a['kept_targets_accuracy'])}",
-                      flush=True)
+                      + f" | dropped {a['dropped']:.3f} right {fmt(a['dropped_targets_accuracy'])}, kept right {fmt(a['kept_targets_accuracy'])}"
+                      + "\n    tree confidence: " + " ".join(f"<{p}: {a[f'tree_confidence_below_{p}']:.3f} right {fmt(a[f'tree_accuracy_below_{p}'])}"
+                                                       for p in (0.5, 0.9, 0.99)), flush=True)
             if reached is None and m["accuracy/teacher/greedy"] >= args.goal:
                 reached = (m["steps/cumulative"], round(wall), m["h_calls/cumulative"], m["accuracy/teacher/greedy"])
                 break

@@ -224,6 +224,7 @@ def test_min_confidence_withholds_the_targets_hprime_is_unsure_of(tmp_path, monk
         names = np.unique(ans[:, 0])  # another name of the vocabulary: a wrong answer
         ans[wrong, 0] = names[(np.searchsorted(names, ans[wrong, 0]) + 1) % len(names)]
         scores["answer_logp"] = np.log(np.where(wrong == wrong_is_unsure, 0.3, 0.95))
+        scores["min_logp"] = scores["answer_logp"] - 1.0
         z = np.zeros(B * Q, dtype=np.int64)
         return Transcripts(questions.reshape(B * Q, -1), None, None, ans, z, z)
 

@@ -56,7 +56,8 @@ def amplify_hprime(task: Task, hp: HPrime, x: XModel, facts, fact_mask, question
     primitives (union find's `some neighbour of x`), so H's second ask is no longer a no-op.
 
     `scores`, when given, receives "answer_logp" [B*Q]: H''s log-probability of the final answer
-    it gave (its confidence in the target; `budget.focus_by: uncertain`)."""
+    it gave (its confidence in the target; `budget.focus_by: uncertain`), and "min_logp" [B*Q]:
+    the lowest log-probability of any token H' chose in the row's whole tree."""
     if levels < 1:
         raise ValueError(f"amplify levels must be at least 1, got {levels}")
     hp.eval(), x.eval()
@@ -76,7 +77,7 @@ def amplify_hprime(task: Task, hp: HPrime, x: XModel, facts, fact_mask, question
         if again.any():
             xs = x.generate(mem, ft, fm, qs, greedy=False, generator=generator).view(N, al).cpu().numpy()
             ans[again] = xs[again]
-        return ans
+        return ans, np.zeros(N, dtype=np.float32)  # (X's answers are not H''s choices: log 1)
 
     answer = x_all
     if levels > 1:  # X at the leaves answers only the rows that reach it, each on its context's encoding
@@ -91,7 +92,11 @@ def _amplify_rows(task: Task, hp: HPrime, answer, db, rng, device, greedy, gener
                   scores: dict | None = None) -> Transcripts:
     """H' runs the transcripts of questions flat_q [N, ql] (of contexts ctx [N]) in lock-step
     rounds; `answer(ctx, subquestions, rest, again)` gives the rows `rest` (complex, not blank)
-    their answers [N, al] (`again`: the transcript asked that subquestion before)."""
+    their answers [N, al] (`again`: the transcript asked that subquestion before) and the lowest
+    log-probability [N] of a token H' chose in the trees below that gave them (0 for X's).
+
+    `scores` receives "answer_logp" [N] (of the final answer) and "min_logp" [N]: the lowest
+    log-probability of any token H' chose, here or in the trees below (its least sure step)."""
     al, R, N, ql = task.answer_length, task.rounds, len(flat_q), task.question_length
     subq = np.zeros((N, R, ql), dtype=np.int64)
     suba = np.zeros((N, R, al), dtype=np.int64)
@@ -101,21 +106,26 @@ def _amplify_rows(task: Task, hp: HPrime, answer, db, rng, device, greedy, gener
     cache = hp.start(N, device)
     start = torch.zeros(N, 1, dtype=torch.long, device=device)
     logp = hp.step(cache, torch.cat([start, to_tensor(flat_q, device).long()], 1))
+    least = torch.zeros(N, device=device)
     for r in range(R):
         toks = []
         for _ in range(ql):
             tok = _pick(logp, greedy, generator)
             toks.append(tok)
+            least = torch.minimum(least, logp.gather(1, tok[:, None])[:, 0])
             logp = hp.step(cache, tok[:, None])
         sq = torch.stack(toks, 1).cpu().numpy()
         blank = ~sq.any(-1)
         prim = task.is_primitive(sq) & ~blank
         ans = np.zeros((N, al), dtype=np.int64)
+        below = np.zeros(N, dtype=np.float32)
         if prim.any():
             ans[prim] = task.answer(db, ctx[prim], sq[prim], rng)
         rest = ~blank & ~prim
         if rest.any():
-            ans[rest] = answer(ctx, sq, rest, repeated(subq, r, sq))[rest]
+            got, lp = answer(ctx, sq, rest, repeated(subq, r, sq))
+            ans[rest], below[rest] = got[rest], lp[rest]
+        least = torch.minimum(least, to_tensor(below, device).float())
         subq[:, r], suba[:, r] = sq, ans
         asked += ~blank
         prim_n += prim
@@ -127,19 +137,22 @@ def _amplify_rows(task: Task, hp: HPrime, answer, db, rng, device, greedy, gener
         tok = _pick(logp, greedy, generator)
         final.append(tok)
         answer_logp = answer_logp + logp.gather(1, tok[:, None])[:, 0]
+        least = torch.minimum(least, logp.gather(1, tok[:, None])[:, 0])
         if j + 1 < al:
             logp = hp.step(cache, tok[:, None])
     answers = torch.stack(final, 1).cpu().numpy()
     if scores is not None:
         scores["answer_logp"] = answer_logp.float().cpu().numpy()
+        scores["min_logp"] = least.float().cpu().numpy()
     return Transcripts(flat_q, subq, suba, answers, asked, prim_n)
 
 
 def _amplified_rows(task, hp, answer, db, rng, device, greedy, generator, ctx, sq, rest, again):
     """One level down: Amplify^{H'} answers the rows `rest` (a repeat gets a new tree anyway)."""
-    out = np.zeros((len(sq), task.answer_length), dtype=np.int64)
-    out[rest] = _amplify_rows(task, hp, answer, db, rng, device, greedy, generator, ctx[rest], sq[rest]).answers
-    return out
+    out, least, scores = np.zeros((len(sq), task.answer_length), dtype=np.int64), np.zeros(len(sq), dtype=np.float32), {}
+    out[rest] = _amplify_rows(task, hp, answer, db, rng, device, greedy, generator, ctx[rest], sq[rest], scores).answers
+    least[rest] = scores["min_logp"]
+    return out, least
 
 
 def _x_rows(x, mem, ft, fm, al, repeats, generator, device, ctx, sq, rest, again):
@@ -162,7 +175,7 @@ def _x_rows(x, mem, ft, fm, al, repeats, generator, device, ctx, sq, rest, again
         ans = x.generate(mem, ft, fm, to_tensor(q, device).long(), greedy=not sample and repeats != "all",
                          generator=generator).cpu().numpy()
         out[rows] = ans[c, slot]
-    return out
+    return out, np.zeros(len(sq), dtype=np.float32)
 
 
 @torch.no_grad()

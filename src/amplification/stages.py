@@ -366,7 +366,8 @@ def run_amplify(cfg, task_name, method, seed, i) -> dict:
             conf = np.exp(scores["answer_logp"])  # H''s probability of the final answer it decoded
             drop = conf < c.sec["amplify"].min_confidence
             rec.update(subquestions=float(tr.asked.mean()), primitive=float(tr.primitive.mean()),
-                       dropped=float(drop.mean()), **_confidence_log(tr.answers, batch.answers.reshape(B * Q, -1), conf, drop))
+                       dropped=float(drop.mean()), **_confidence_log(tr.answers, batch.answers.reshape(B * Q, -1), conf, drop),
+                       **_confidence_log(tr.answers, batch.answers.reshape(B * Q, -1), np.exp(scores["min_logp"]), None, "tree_"))
         else:
             targets, drop = batch.answers, np.zeros(B * Q, dtype=bool)
         with torch.no_grad():
@@ -389,16 +390,17 @@ def run_amplify(cfg, task_name, method, seed, i) -> dict:
     return rec
 
 
-def _confidence_log(answers, truth, conf, drop) -> dict:
+def _confidence_log(answers, truth, conf, drop, prefix="") -> dict:
     """Logging only (ground truth; never used to choose): how often H' is unsure, and how right
     its targets are when sure and when not, for calibrating `amplify.min_confidence`."""
-    ok = (answers == truth).all(-1)
-    out = {"kept_targets_accuracy": float(ok[~drop].mean()) if (~drop).any() else None,
-           "dropped_targets_accuracy": float(ok[drop].mean()) if drop.any() else None}
+    ok, out = (answers == truth).all(-1), {}
+    if drop is not None:
+        out = {"kept_targets_accuracy": float(ok[~drop].mean()) if (~drop).any() else None,
+               "dropped_targets_accuracy": float(ok[drop].mean()) if drop.any() else None}
     for p in (0.5, 0.9, 0.99):
         low = conf < p
-        out[f"confidence_below_{p}"] = float(low.mean())
-        out[f"accuracy_below_{p}"] = float(ok[low].mean()) if low.any() else None
+        out[f"{prefix}confidence_below_{p}"] = float(low.mean())
+        out[f"{prefix}accuracy_below_{p}"] = float(ok[low].mean()) if low.any() else None
     return out
 
 
