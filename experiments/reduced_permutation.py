@@ -45,7 +45,7 @@ def config(results: str, threads: int, args) -> dict:
             "curriculum": {"start": args.start_size, "threshold": args.threshold},
             "sample": {"contexts": args.contexts},
             "amplify": {"repeats": args.repeats, "levels": args.levels, "deep_transcripts": args.deep_transcripts,
-                        "min_confidence": args.min_confidence},
+                        "min_confidence": args.min_confidence, "confidence_of": args.confidence_of},
             "hprime": {**json.loads(args.hprime), **({"numbers": True} if args.hp_numbers else {})},
         },
     }
@@ -127,6 +127,8 @@ def main() -> None:
                     help="diagnostic: --h-targets up to this iteration only, Amplify^{H'}(X) after it")
     ap.add_argument("--min-confidence", type=float, default=0.0,
                     help="targets H' decoded with a lower probability are not given (amplify.min_confidence)")
+    ap.add_argument("--confidence-of", choices=["answer", "tree"], default="answer",
+                    help="what --min-confidence reads: H''s final answer, or its least sure token in the tree (amplify.confidence_of)")
     ap.add_argument("--confidence", action="store_true",
                     help="print how often H' is unsure of a target, and how right those targets are (ground truth, logging only)")
     ap.add_argument("--threshold", type=float, default=0.85, help="curriculum: agreement that promotes (paper: 0.85)")
@@ -164,7 +166,7 @@ def main() -> None:
                 from amplification.stages import read_json
                 a = read_json(paths.stage_output(results, args.task, method, args.seed, i, "amplify", "amplify.json"))
                 fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-                print("    confidence: " + " ".join(f"<{p}: {a[f'confidence_below_{p}']:.3f} right {fmt(a[f'accuracy_below_{p}'])}"
+                print("    confidence: " + " ".join(f"<{p}: {a[f'answer_confidence_below_{p}']:.3f} right {fmt(a[f'answer_accuracy_below_{p}'])}"
                                                   for p in (0.5, 0.9, 0.99))
                       + f" | dropped {a['dropped']:.3f} right {fmt(a['dropped_targets_accuracy'])}, kept right {fmt(a['kept_targets_accuracy'])}"
                       + "\n    tree confidence: " + " ".join(f"<{p}: {a[f'tree_confidence_below_{p}']:.3f} right {fmt(a[f'tree_accuracy_below_{p}'])}"

@@ -128,6 +128,7 @@ def test_configs_do_not_share_output_folders():
     (["defaults.budget.focus=0.95"], "config: defaults.budget.focus: 0.95 is greater than the maximum of 0.9"),
     (["defaults.distill.lr_min=2"], "config: defaults.distill.lr_min: 2 is greater than the maximum of 1"),
     (["defaults.amplify.min_confidence=1"], "config: defaults.amplify.min_confidence: 1 is greater than or equal to the maximum of 1"),
+    (["defaults.amplify.confidence_of=leaves"], "config: defaults.amplify.confidence_of: 'leaves' is not one of"),
     (["defaults.amplify.deep_transcripts=1.5"], "config: defaults.amplify.deep_transcripts: 1.5 is greater than the maximum of 1"),
     (["per_task.union_find.schedule.iterations=0"],
      "config: per_task.union_find.schedule.iterations: 0 is less than the minimum of 1"),

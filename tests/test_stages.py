@@ -239,10 +239,37 @@ def test_min_confidence_withholds_the_targets_hprime_is_unsure_of(tmp_path, monk
     else:
         assert rec["dropped"] == 0.5 and rec["dropped_targets_accuracy"] == 1.0 and rec["kept_targets_accuracy"] == 0.0
         assert not targets[~wrong].any() and targets[wrong].all(-1).all()
-    assert rec["confidence_below_0.5"] == 0.5 and rec["accuracy_below_0.5"] == rec["dropped_targets_accuracy"]
+    assert rec["answer_confidence_below_0.5"] == 0.5 and rec["answer_accuracy_below_0.5"] == rec["dropped_targets_accuracy"]
+    assert rec["tree_confidence_below_0.5"] == 1.0  # (the fake's least sure token: below its answer)
     stages.run_distill(cfg, "permutation", "amplification", 0, 0)
     m = stages.run_evaluate(cfg, "permutation", "amplification", 0, 0)["metrics"]
     assert (m["targets/dropped"], m["accuracy/targets/kept"]) == (0.5, 1.0 if wrong_is_unsure else 0.0)
+
+
+def test_min_confidence_of_the_tree_reads_the_least_sure_step(tmp_path, monkeypatch):
+    """`amplify.confidence_of: tree`: a fake sure of every final answer but unsure of a step on
+    half the questions has those targets withheld; reading the answer it would keep them all."""
+    import amplification.amplify as amp
+    from amplification.human import Transcripts
+
+    got = {}
+    for of in ("answer", "tree"):
+        cfg = tiny_config(tmp_path / of, methods=["amplification"], iterations=1)
+        cfg["defaults"]["amplify"].update(min_confidence=0.5, confidence_of=of)
+        stages.run_testset(cfg, "permutation")
+        for stage in (stages.run_sample, stages.run_decompose, stages.run_train_hprime):
+            stage(cfg, "permutation", "amplification", 0, 0)
+
+        def fake_amplify(task, hp, x, facts, mask, questions, db, rng, device, scores=None, **kw):
+            n = questions.shape[0] * questions.shape[1]
+            scores["answer_logp"] = np.full(n, np.log(0.99))
+            scores["min_logp"] = np.log(np.where(np.arange(n) % 2 == 1, 0.2, 0.99))
+            z = np.zeros(n, dtype=np.int64)
+            return Transcripts(questions.reshape(n, -1), None, None, np.ones((n, task.answer_length), dtype=np.int64), z, z)
+
+        monkeypatch.setattr(amp, "amplify_hprime", fake_amplify)
+        got[of] = stages.run_amplify(cfg, "permutation", "amplification", 0, 0)["dropped"]
+    assert got == {"answer": 0.0, "tree": 0.5}
 
 
 def test_curriculum_grows_only_above_threshold():

@@ -190,8 +190,14 @@ class AmplifyConfig:
     # where it is unsure of the rule, and X trained on a systematic error learns it: a target not
     # given costs X less than a wrong one. No ground truth is used to choose
     min_confidence: float = 0.0
+    # what min_confidence reads: "answer" (the probability of the final answer H' decoded) or
+    # "tree" (of the least sure token H' chose anywhere in the target's tree: its subquestions
+    # and, with levels > 1, the transcripts below, whose sub-answers it used)
+    confidence_of: str = "answer"
 
     def __post_init__(self):
+        if self.confidence_of not in ("answer", "tree"):
+            raise ValueError(f"amplify.confidence_of must be 'answer' or 'tree', got {self.confidence_of!r}")
         if isinstance(self.min_confidence, bool) or not isinstance(self.min_confidence, (int, float)) \
                 or not 0.0 <= self.min_confidence < 1.0:
             raise ValueError(f"amplify.min_confidence must be a number from 0 to below 1, got {self.min_confidence!r}")

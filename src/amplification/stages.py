@@ -363,10 +363,12 @@ def run_amplify(cfg, task_name, method, seed, i) -> dict:
             tr = amplify_hprime(c.task, hp, x, batch.facts, batch.fact_mask, batch.questions, batch.db, rng, c.device,
                                 repeats=c.sec["amplify"].repeats, levels=c.sec["amplify"].levels, scores=scores)
             targets = tr.answers.reshape(B, Q, -1)
-            conf = np.exp(scores["answer_logp"])  # H''s probability of the final answer it decoded
+            # H''s probability of the final answer it decoded, or of its least sure step in the tree
+            conf = np.exp(scores["answer_logp" if c.sec["amplify"].confidence_of == "answer" else "min_logp"])
             drop = conf < c.sec["amplify"].min_confidence
             rec.update(subquestions=float(tr.asked.mean()), primitive=float(tr.primitive.mean()),
-                       dropped=float(drop.mean()), **_confidence_log(tr.answers, batch.answers.reshape(B * Q, -1), conf, drop),
+                       dropped=float(drop.mean()), **_confidence_log(tr.answers, batch.answers.reshape(B * Q, -1), conf, drop, bands=False),
+                       **_confidence_log(tr.answers, batch.answers.reshape(B * Q, -1), np.exp(scores["answer_logp"]), None, "answer_"),
                        **_confidence_log(tr.answers, batch.answers.reshape(B * Q, -1), np.exp(scores["min_logp"]), None, "tree_"))
         else:
             targets, drop = batch.answers, np.zeros(B * Q, dtype=bool)
@@ -390,14 +392,14 @@ def run_amplify(cfg, task_name, method, seed, i) -> dict:
     return rec
 
 
-def _confidence_log(answers, truth, conf, drop, prefix="") -> dict:
+def _confidence_log(answers, truth, conf, drop, prefix="", bands=True) -> dict:
     """Logging only (ground truth; never used to choose): how often H' is unsure, and how right
     its targets are when sure and when not, for calibrating `amplify.min_confidence`."""
     ok, out = (answers == truth).all(-1), {}
     if drop is not None:
         out = {"kept_targets_accuracy": float(ok[~drop].mean()) if (~drop).any() else None,
                "dropped_targets_accuracy": float(ok[drop].mean()) if drop.any() else None}
-    for p in (0.5, 0.9, 0.99):
+    for p in (0.5, 0.9, 0.99) if bands else ():
         low = conf < p
         out[f"{prefix}confidence_below_{p}"] = float(low.mean())
         out[f"{prefix}accuracy_below_{p}"] = float(ok[low].mean()) if low.any() else None
