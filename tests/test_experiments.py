@@ -418,3 +418,12 @@ def test_count_to_infinity_counts_every_target_once(tmp_path):
         q, a = s["questions"], s["answers"][..., 0]
         assert r["n"] == int(((q[..., 0] == task.kD) & (a == task.depth0 + 1)).sum()) > 0
         assert sum(r["over"]) + r["other"] == r["n"] and len(r["over"]) == task.max_depth
+
+
+def test_seed_means_reads_the_accuracy_after_an_iteration(tmp_path):
+    """A progress bar on the same line (split on carriage returns) and a run that stopped early."""
+    sm = experiment("seed_means")
+    log = tmp_path / "run.log"
+    log.write_text("# cmd\ndistill 10/150\ramplification iter   0 steps    150 wall     12s acc 0.422 (sampled 0.4)\n"
+                   "amplification iter   1 steps    300 wall     23s acc 0.562 (sampled 0.5)\n")
+    assert (sm.accuracy_at(str(log), 0), sm.accuracy_at(str(log), 1), sm.accuracy_at(str(log), 2)) == (0.422, 0.562, None)
