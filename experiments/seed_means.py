@@ -5,6 +5,11 @@ run ends near the line; the mean at a fixed number of X steps, over the seeds, d
 `experiments/results/union_find_lr1e-3_levels2_hmin1000_<lever>_seed<S>.log` ("default": no lever).
 
     python experiments/seed_means.py --iters 7 13 --levers default h_targets hp300_recent0.5_minconf0.9
+
+With `--bands FROM`, it also prints, per seed, how well H's confidence finds the wrong targets
+over iterations FROM onwards (logs written with `--confidence`): the share of targets that were
+wrong, and for the final answer's probability and the whole tree's least sure token, the share
+below 0.9 (and 0.99) and the share of all targets that are both below it and wrong (points).
 """
 from __future__ import annotations
 
@@ -14,6 +19,9 @@ import re
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 LINE = re.compile(r"amplification iter +(\d+) steps +(\d+) wall +\d+s acc ([0-9.]+)")
+TARGETS = re.compile(r"amplification iter +(\d+) .* targets ([0-9.]+)")
+# "confidence: <0.5: a right b <0.9: c right d ..." ("-": nothing in the band, so nothing wrong).
+BAND = re.compile(r"^ *(tree confidence|confidence): .*<0\.9: ([0-9.]+) right ([0-9.]+|-) <0\.99: ([0-9.]+) right ([0-9.]+|-)")
 
 
 def accuracy_at(path: str, iteration: int) -> float | None:
@@ -25,24 +33,61 @@ def accuracy_at(path: str, iteration: int) -> float | None:
     return None
 
 
+def confidence_bands(path: str, start: int) -> dict[str, float] | None:
+    """Mean over iterations >= start of: targets wrong, and per measure the share below 0.9 and
+    the share below 0.9 and wrong, all as fractions of every target (None: no such iteration, or
+    a log written without `--confidence`, which would otherwise read as "nothing flagged")."""
+    sums = {"wrong": 0.0} | {f"{k}_{x}{cut}": 0.0 for k in ("answer", "tree") for cut in ("", "99") for x in ("flagged", "wrong")}
+    it, n, seen = -1, 0, 0
+    for line in re.split(r"[\r\n]", open(path).read()):
+        m = TARGETS.match(line)
+        if m:
+            it = int(m.group(1))
+            if it >= start:
+                n += 1
+                sums["wrong"] += 1 - float(m.group(2))
+            continue
+        m = BAND.match(line)
+        if m and it >= start:
+            seen += 1
+            key = "tree" if m.group(1).startswith("tree") else "answer"
+            for cut, group in (("", 2), ("99", 4)):
+                flagged = float(m.group(group))
+                right = 1.0 if m.group(group + 1) == "-" else float(m.group(group + 1))
+                sums[f"{key}_flagged{cut}"] += flagged
+                sums[f"{key}_wrong{cut}"] += flagged * (1 - right)
+    return {k: v / n for k, v in sums.items()} if n and seen else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iters", type=int, nargs="+", required=True, help="iterations (0-based; 150 X steps each)")
     ap.add_argument("--levers", nargs="+", required=True, help="the <lever> part of the log names")
-    ap.add_argument("--seeds", type=int, default=8)
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(8)), help="which seeds (default 0-7)")
+    ap.add_argument("--bands", type=int, metavar="FROM", help="also print confidence bands from this iteration on")
     a = ap.parse_args()
     for lever in a.levers:
+        name = "" if lever == "default" else lever + "_"
+        paths = [os.path.join(RESULTS, f"union_find_lr1e-3_levels2_hmin1000_{name}seed{s}.log") for s in a.seeds]
+        missing = [p for p in paths if not os.path.exists(p)]
+        if missing:
+            raise SystemExit(f"seed_means: no log {missing[0]}")
         for it in a.iters:
-            name = "" if lever == "default" else lever + "_"
-            paths = [os.path.join(RESULTS, f"union_find_lr1e-3_levels2_hmin1000_{name}seed{s}.log") for s in range(a.seeds)]
-            missing = [p for p in paths if not os.path.exists(p)]
-            if missing:
-                raise SystemExit(f"seed_means: no log {missing[0]}")
             acc = [accuracy_at(p, it) for p in paths]
             got = [v for v in acc if v is not None]
             mean = f"{sum(got) / len(got):.1%}" if got else "-"
             print(f"{lever:36s} iter {it:2d}: mean {mean} over {len(got)} seeds ("
                   + " ".join("-" if v is None else f"{v:.3f}" for v in acc) + ")")
+        if a.bands is not None:
+            for s, p in zip(a.seeds, paths):
+                b = confidence_bands(p, a.bands)
+                if b is None:
+                    print(f"{lever:36s} seed {s}: no confidence lines from iteration {a.bands} on")
+                    continue
+                print(f"{lever:36s} seed {s}: targets wrong {b['wrong']:.1%}; " + "; ".join(
+                    f"below {cut}: " + ", ".join(f"{k} {b[f'{k}_flagged{c}']:.1%} ({100 * b[f'{k}_wrong{c}']:.1f} points wrong)"
+                                                 for k in ("answer", "tree"))
+                    for cut, c in (("0.9", ""), ("0.99", "99"))))
 
 
 if __name__ == "__main__":

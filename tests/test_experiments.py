@@ -427,3 +427,23 @@ def test_seed_means_reads_the_accuracy_after_an_iteration(tmp_path):
     log.write_text("# cmd\ndistill 10/150\ramplification iter   0 steps    150 wall     12s acc 0.422 (sampled 0.4)\n"
                    "amplification iter   1 steps    300 wall     23s acc 0.562 (sampled 0.5)\n")
     assert (sm.accuracy_at(str(log), 0), sm.accuracy_at(str(log), 1), sm.accuracy_at(str(log), 2)) == (0.422, 0.562, None)
+
+
+def test_confidence_bands_average_the_wrong_targets_below_0_9_from_an_iteration(tmp_path):
+    """Iteration 0 is skipped; an empty band ("-") counts as nothing wrong; a missing tree line as 0."""
+    sm = experiment("seed_means")
+    log = tmp_path / "run.log"
+    log.write_text(
+        "amplification iter   0 steps    150 wall     12s acc 0.4 (sampled 0.4) targets 0.500 agree 0.1\n"
+        "    confidence: <0.5: 0.000 right - <0.9: 0.500 right 0.000 <0.99: 0.6 right 0.1\n"
+        "amplification iter   1 steps    300 wall     23s acc 0.5 (sampled 0.5) targets 0.900 agree 0.6\n"
+        "    confidence: <0.5: 0.000 right - <0.9: 0.040 right 0.500 <0.99: 0.1 right 0.2\n"
+        "    tree confidence: <0.5: 0.000 right - <0.9: 0.080 right 0.250 <0.99: 0.1 right 0.3\n"
+        "amplification iter   2 steps    450 wall     34s acc 0.6 (sampled 0.6) targets 0.800 agree 0.7\n"
+        "    confidence: <0.5: 0.000 right - <0.9: 0.000 right - <0.99: 0.0 right -\n")
+    b = sm.confidence_bands(str(log), 1)
+    assert b == pytest.approx({"wrong": 0.15, "answer_flagged": 0.02, "answer_wrong": 0.01,
+                               "tree_flagged": 0.04, "tree_wrong": 0.03,
+                               "answer_flagged99": 0.05, "answer_wrong99": 0.04,
+                               "tree_flagged99": 0.05, "tree_wrong99": 0.035})
+    assert sm.confidence_bands(str(log), 3) is None
