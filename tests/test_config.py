@@ -130,6 +130,8 @@ def test_configs_do_not_share_output_folders():
     (["defaults.amplify.min_confidence=1"], "config: defaults.amplify.min_confidence: 1 is greater than or equal to the maximum of 1"),
     (["defaults.amplify.confidence_of=leaves"], "config: defaults.amplify.confidence_of: 'leaves' is not one of"),
     (["defaults.amplify.deep_transcripts=1.5"], "config: defaults.amplify.deep_transcripts: 1.5 is greater than the maximum of 1"),
+    (["defaults.hprime_train.rename=true"], "config: hprime_train of task permutation: rename is true, but"),
+    (["defaults.hprime_train.rename=maybe"], "config: defaults.hprime_train.rename: 'maybe' is not of type 'boolean'"),
     (["per_task.union_find.schedule.iterations=0"],
      "config: per_task.union_find.schedule.iterations: 0 is less than the minimum of 1"),
 ])

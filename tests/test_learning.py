@@ -692,3 +692,30 @@ def test_distillation_learns_a_tiny_task():
     got = XAnswerer(d.teacher.model, test.facts, test.fact_mask)(np.repeat(np.arange(64), 4), test.questions.reshape(256, -1))
     acc = (got == test.answers.reshape(256, -1)).all(-1).mean()
     assert acc > 0.6, acc  # chance is 1/4
+
+
+def test_hprime_rename_maps_each_transcripts_names_by_its_own_permutation():
+    """Names map one to one within a row, every other token is kept, rows get different
+    permutations; a task whose H is not checked for it is refused with the option's name."""
+    task = make_task("union_find", nchars=8, length=1)
+    tokens = amplify_h_batch(task, task.generate(16, 8, 0, n_questions=2)).tokens()
+    tr = HPrimeTrainer(task, HPrimeConfig(width=32, heads=2, layers=2, ffn=2), HPrimeTrainConfig(batch=8, rename=True), 0)
+    seqs = tr.sequences(tokens)
+    out = tr.renamed(seqs)
+    base, n = task._char_base, task.nchars
+    is_name = (seqs >= base) & (seqs < base + n)
+    assert (out[~is_name] == seqs[~is_name]).all() and ((out[is_name] >= base) & (out[is_name] < base + n)).all()
+    maps = []
+    for row_in, row_out in zip(seqs, out):
+        pairs = {(int(a), int(b)) for a, b in zip(row_in, row_out) if base <= a < base + n}
+        assert len({a for a, _ in pairs}) == len(pairs) == len({b for _, b in pairs})  # a bijection
+        maps.append(frozenset(pairs))
+    assert len(set(maps)) > len(maps) // 2
+    before = [p.detach().clone() for p in tr.model.parameters()]
+    tr.train(tokens, 3)  # trains on renamed batches
+    assert any((a != b.detach()).any() for a, b in zip(before, tr.model.parameters()))
+    with pytest.raises(ValueError, match="hprime_train.rename: task wildcard"):
+        HPrimeTrainer(make_task("wildcard", nchars=2, length=3), HPrimeConfig(width=32, heads=2, layers=2, ffn=2),
+                      HPrimeTrainConfig(rename=True), 0)
+    with pytest.raises(ValueError, match="hprime_train.rename must be"):
+        HPrimeTrainConfig(rename="yes")

@@ -215,3 +215,48 @@ def test_h_parent_later_ties_option():
     assert np.array_equal(tr.answers, b.answers.reshape(len(tr.answers), -1))
     with pytest.raises(Exception, match="later_ties must be true or false"):
         make_task("union_find", later_ties=1)
+
+
+def _renamed_batch(task, batch, perm):
+    """The same contexts and questions with name character c renamed perm[c] (length-1 names)."""
+    base = task._char_base
+    table = np.arange(task.nvocab)
+    table[base:base + task.nchars] = perm + base
+    db = dict(batch.db)
+    db["elems"] = perm[batch.db["elems"]]
+    db["pos"] = np.full_like(batch.db["pos"], -1)
+    np.put_along_axis(db["pos"], db["elems"], np.broadcast_to(np.arange(db["elems"].shape[1]), db["elems"].shape), axis=1)
+    return type(batch)(facts=table[batch.facts], fact_mask=batch.fact_mask, questions=table[batch.questions],
+                       answers=table[batch.answers], classes=batch.classes, db=db, size=batch.size), table
+
+
+@pytest.mark.parametrize("later_ties", [False, True])
+def test_h_ignores_which_name_is_which_so_renamed_transcripts_are_hs(later_ties):
+    """`renamable` (hprime_train.rename's premise): H on renamed contexts writes the renamed
+    transcripts, with the oracle and with a fake X whose wrong parents and depths follow the
+    variables (not their names), so the tie and candidate rules are exercised."""
+    task = make_task("union_find", nchars=8, length=1, later_ties=later_ties)
+    assert task.renamable and not make_task("wildcard", nchars=2, length=3).renamable
+    batch = task.generate(64, 8, 5, n_questions=6)
+    perm = np.random.default_rng(1).permutation(task.nchars)
+    if (perm == np.arange(task.nchars)).all():
+        perm = np.roll(perm, 1)
+    renamed, table = _renamed_batch(task, batch, perm)
+
+    def fake_x(b):  # a wrong parent: the variable's next position; a depth that ignores the truth
+        def answer(ctx, q):
+            kind, px, _ = task._parse(b.db, np.asarray(ctx), q)
+            out = task.answer(b.db, np.asarray(ctx), q)
+            n = b.db["elems"].shape[1]
+            wrong = (kind == task.kP) & (px >= 0) & (px % 3 == 0)
+            out[wrong, 0] = task.encode_names(b.db["elems"][np.asarray(ctx)[wrong], (px[wrong] + 1) % n])[:, 0]
+            deep = (kind == task.kD) & (px >= 0) & (px % 4 == 1)
+            out[deep, 0] = task.depth0 + px[deep] % 3
+            return out
+        return answer
+
+    for answerer in (None, fake_x):
+        plain = amplify_h_batch(task, batch, answerer and answerer(batch), rng=7).tokens()
+        other = amplify_h_batch(task, renamed, answerer and answerer(renamed), rng=7).tokens()
+        assert (table[plain] == other).all()
+        assert (plain != other).any()  # the renaming did rename something

@@ -163,10 +163,13 @@ def _check_task_params(cfg: dict) -> None:
             continue
         params = settings["params"]
         try:
-            make_task(task, **params)
+            built = make_task(task, **params)
         except Exception as e:  # TaskError, TypeError...
             where = f"per_task.{task}.params" if (cfg["per_task"].get(task) or {}).get("params") else "defaults.params"
             raise ConfigError(f"config: {where}: {str(e).splitlines()[0]}") from None
+        if settings["hprime_train"].get("rename") and not built.renamable:
+            raise ConfigError(f"config: hprime_train of task {task}: rename is true, but {task}'s H is not "
+                              "checked to ignore which name is which (only union find's is)")
 
 
 def validate(raw, source: str = "config") -> dict:

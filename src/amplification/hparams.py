@@ -94,12 +94,19 @@ class HPrimeTrainConfig:
     # unknown) answered unknown where X's depths now decided H's answer. With 300 H' steps, 0.5
     # passed on 3 of 8 seeds against 4 (README notes)
     recent_fraction: float = 0.0
+    # rename the names of each transcript in an H' batch by a fresh random permutation of the
+    # name characters (a deviation; tasks whose H never looks at which name is which: union find).
+    # H' saw a few dozen contested transcripts early on and learned some by heart (README notes);
+    # a renamed copy is still a transcript H would write, so this adds no H calls
+    rename: bool = False
 
     def __post_init__(self):
         if not 0.0 <= self.hard_fraction <= 1.0:
             raise ValueError(f"hprime_train.hard_fraction must be in [0, 1], got {self.hard_fraction!r}")
         if not 0.0 <= self.recent_fraction <= 1.0 or self.hard_fraction + self.recent_fraction > 1.0:
             raise ValueError(f"hprime_train.recent_fraction must be in [0, 1 - hard_fraction], got {self.recent_fraction!r}")
+        if not isinstance(self.rename, bool):
+            raise ValueError(f"hprime_train.rename must be true or false, got {self.rename!r}")
         if self.hard_every < 1:
             raise ValueError(f"hprime_train.hard_every must be >= 1, got {self.hard_every!r}")
         if self.first_steps is not None and (isinstance(self.first_steps, bool) or not isinstance(self.first_steps, int)

@@ -159,10 +159,22 @@ class HPrimeTrainer:
     def __init__(self, task, hcfg: HPrimeConfig, tcfg: HPrimeTrainConfig, seed: int, device: str = "cpu"):
         torch.manual_seed(seed + 1)
         self.task, self.hcfg, self.cfg, self.device = task, hcfg, tcfg, device
+        if tcfg.rename and not task.renamable:
+            raise ValueError(f"hprime_train.rename: task {task.name}'s H is not checked to ignore which name is "
+                             "which (only union find's is); turn it off for this task")
         self.model = HPrime.for_task(task, hcfg).to(device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=tcfg.lr, betas=(0.9, 0.98))
         self.step = 0
         self.rng = np.random.default_rng(seed + 1)
+
+    def renamed(self, seqs: torch.Tensor) -> torch.Tensor:
+        """Each row with its name characters mapped by its own random permutation (the other tokens
+        kept): a name of several characters maps to another name, different names stay different."""
+        base, n = self.task._char_base, self.task.nchars
+        table = torch.arange(self.model.nvocab).repeat(len(seqs), 1)
+        perm = np.argsort(self.rng.random((len(seqs), n)), axis=1)
+        table[:, base:base + n] = torch.as_tensor(perm + base)
+        return table.to(seqs.device).gather(1, seqs.clamp(0, self.model.nvocab - 1))
 
     def sequences(self, tokens: np.ndarray) -> torch.Tensor:
         return start_sequences(tokens, self.device)
@@ -200,8 +212,8 @@ class HPrimeTrainer:
                 idx = np.concatenate([idx, hard[self.rng.integers(0, len(hard), n_hard)]])
             if n_recent:
                 idx = np.concatenate([idx, self.rng.integers(recent_from, len(seqs), n_recent)])
-            idx = torch.as_tensor(idx)
-            loss, acc = self.model.loss(seqs[idx])
+            batch_seqs = seqs[torch.as_tensor(idx)]
+            loss, acc = self.model.loss(self.renamed(batch_seqs) if self.cfg.rename else batch_seqs)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)

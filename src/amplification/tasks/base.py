@@ -104,6 +104,10 @@ class Task:
 
     name: str = ""
     title: str = ""
+    # H's transcripts stay H's under any renaming of the name characters (H never orders or
+    # compares names), so hprime_train.rename may train H' on renamed copies. False unless a
+    # task's H is checked: wildcard's H asks the letters in alphabet order, for one
+    renamable: bool = False
     rounds: int = 0  # R: the most subquestions H may ask
     fact_length: int = 0
     question_length: int = 0

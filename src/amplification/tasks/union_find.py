@@ -56,6 +56,7 @@ BANDS = [("0", 0), ("1", 1), ("2", 2), ("3", 3), ("4-5", 4), ("6+", 6)]
 class UnionFind(Task):
     name = "union_find"
     title = "Union find"
+    renamable = True  # H compares depths and asks X and the oracle, never which name is which (tested)
     question_forms = [
         "V X: the value of variable X (shared by its class)",
         "P X: X's neighbour on the tree path to its class's root (a root answers itself)",
