@@ -230,12 +230,12 @@ def _renamed_batch(task, batch, perm):
                        answers=table[batch.answers], classes=batch.classes, db=db, size=batch.size), table
 
 
-@pytest.mark.parametrize("later_ties", [False, True])
-def test_h_ignores_which_name_is_which_so_renamed_transcripts_are_hs(later_ties):
+@pytest.mark.parametrize("options", [{}, {"later_ties": True}, {"check_cycle": True}])
+def test_h_ignores_which_name_is_which_so_renamed_transcripts_are_hs(options):
     """`renamable` (hprime_train.rename's premise): H on renamed contexts writes the renamed
     transcripts, with the oracle and with a fake X whose wrong parents and depths follow the
     variables (not their names), so the tie and candidate rules are exercised."""
-    task = make_task("union_find", nchars=8, length=1, later_ties=later_ties)
+    task = make_task("union_find", nchars=8, length=1, **options)
     assert task.renamable and not make_task("wildcard", nchars=2, length=3).renamable
     batch = task.generate(64, 8, 5, n_questions=6)
     perm = np.random.default_rng(1).permutation(task.nchars)
@@ -260,3 +260,26 @@ def test_h_ignores_which_name_is_which_so_renamed_transcripts_are_hs(later_ties)
         other = amplify_h_batch(task, renamed, answerer and answerer(renamed), rng=7).tokens()
         assert (table[plain] == other).all()
         assert (plain != other).any()  # the renaming did rename something
+
+
+def test_h_depth_check_cycle_option():
+    """check_cycle (a deviation, off by default): `depth x` asks `parent y` of X's guess y and
+    answers unknown on a 2-cycle; against a fake X that answers the cycle it stops the count-up,
+    and with the oracle it never fires."""
+    task = make_task("union_find", check_cycle=True)
+    assert task.params["check_cycle"] is True and "check_cycle" not in make_task("union_find").params
+    x = task.encode_names(1)
+    V, D = task.vocab.labels.index("V"), task.vocab.labels.index("D")
+    assert script(task, task.question(D, x), ["?", "ac", "ab", "4"]) == (["S ab", "P ab", "P ac"], "?")
+    assert script(task, task.question(D, x), ["?", "ac", "ad", "4"]) == (["S ab", "P ab", "P ac", "D ac"], "5")
+    assert script(task, task.question(D, x), ["?", "ac", "ac", "2"])[1] == "3"  # ac a root: its own parent
+    assert script(task, task.question(D, x), ["v3"]) == (["S ab"], "0")
+    # value is not checked: a child in x's class has x's value, whichever way X points
+    assert script(task, task.question(V, x), ["?", "ac", "v5"]) == (["S ab", "P ab", "V ac"], "v5")
+    # the spec's H counts up on the same answers
+    assert script(make_task("union_find"), task.question(D, x), ["?", "ac", "4"])[1] == "5"
+    b = task.generate(40, task.max_size, 3)
+    tr = amplify_h_batch(task, b, rng=0)
+    assert np.array_equal(tr.answers, b.answers.reshape(len(tr.answers), -1)) and tr.asked.max() <= task.rounds
+    with pytest.raises(Exception, match="check_cycle must be true or false"):
+        make_task("union_find", check_cycle="yes")

@@ -26,7 +26,9 @@ adjacency check answers "yes" with the depth-0 token and "no" with unknown (0).
 Answers: a name (parent), `(value, 0...)` or `(depth, 0...)`.
 
 H (R = 9), as the spec: `value x`: `given value of x`, a value -> answer it; else y = `parent x`,
-answer `value y`. `depth x`: given value -> 0; else 1 + `depth (parent x)` (capped).
+answer `value y`. `depth x`: given value -> 0; else 1 + `depth (parent x)` (capped); with
+`check_cycle=True` (a deviation, off by default) H first asks `parent y` and answers unknown
+when it is x.
 `parent x`: given value -> x; else up to three candidates (twice the model's own `parent x` if
 the adjacency check confirms it, and `some neighbour of x` from the oracle), each asked
 `depth c`; the shallowest wins (first wins ties; the original let later ties win, which
@@ -64,7 +66,7 @@ class UnionFind(Task):
     ]
 
     def __init__(self, nchars: int = 8, length: int = 2, max_values: int = 8, neighbours: int = 1,
-                 later_ties: bool = False):
+                 later_ties: bool = False, check_cycle: bool = False):
         super().__init__(nchars, length)
         self.max_values = check_int("max_values", max_values, 1, 256)
         # a deviation when 2 (default 1, the spec): `parent x` asks the model once and takes two
@@ -73,6 +75,12 @@ class UnionFind(Task):
         # `parent x` among candidates at the same depth: the first (X's own guess; default) or the
         # last (the random neighbour), as the original did; the spec leaves it open for union find
         self.later_ties = check_bool("later_ties", later_ties)
+        # a deviation when true: `depth x` also asks `parent y` of X's parent guess y, and answers
+        # unknown when it is x. In a tree a parent's parent is never the child, so only X's errors
+        # make that 2-cycle, and then 1 + depth y teaches a depth one more than X's belief about y,
+        # whose own target is one more than X's belief about x: the wrong depths count up
+        # (README notes). With the oracle's answers it never fires (tested)
+        self.check_cycle = check_bool("check_cycle", check_cycle)
         self.n_values = min(math.isqrt(self.n_names), self.max_values)
         self.kV = self.vocab.add("V", "S", "N", "P", "D")  # value, given value, neighbour, parent, depth
         self.kS, self.kN, self.kP, self.kD = self.kV + 1, self.kV + 2, self.kV + 3, self.kV + 4
@@ -90,7 +98,7 @@ class UnionFind(Task):
     @property
     def params(self) -> dict:
         # the non-default options only: records and checkpoints written without them stay comparable
-        defaults = {"neighbours": 1, "later_ties": False}
+        defaults = {"neighbours": 1, "later_ties": False, "check_cycle": False}
         on = {k: getattr(self, k) for k, v in defaults.items() if getattr(self, k) != v}
         return {**super().params, "max_values": self.max_values, **on}
 
@@ -245,6 +253,10 @@ class UnionFind(Task):
             y = yield self.question(self.kP, x)
             if self.name_of(y) is None:
                 return self.unknown()
+            if kind == self.kD and self.check_cycle:  # x's parent's parent is never x
+                z = yield self.question(self.kP, y[:L])
+                if np.array_equal(z[:L], x):
+                    return self.unknown()
             t = yield self.question(kind, y[:L])
             if kind == self.kV:
                 return self.answer_record(t[0]) if self._is_value(t) else self.unknown()
