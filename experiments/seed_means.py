@@ -1,7 +1,9 @@
 """Mean greedy accuracy of union find's eight-seed lever runs at given iterations, from their logs.
 
 A run of the experiment script stops once it reaches 95%, so pass counts say little when every
-run ends near the line; the mean at a fixed number of X steps, over the seeds, does. Reads
+run ends near the line; the mean at a fixed number of X steps, over the seeds, does. A run that
+stopped before that iteration counts with its last accuracy (marked "+", at least 95%), and the
+mean is then a lower bound. Reads
 `experiments/results/union_find_lr1e-3_levels2_hmin1000_<lever>_seed<S>.log` ("default": no lever).
 
     python experiments/seed_means.py --iters 7 13 --levers default h_targets hp300_recent0.5_minconf0.9
@@ -31,6 +33,20 @@ def accuracy_at(path: str, iteration: int) -> float | None:
         if m and int(m.group(1)) == iteration:
             return float(m.group(3))
     return None
+
+
+def accuracy_or_last(path: str, iteration: int) -> tuple[float | None, bool]:
+    """(accuracy after `iteration`, False); for a run that stopped earlier because it reached 95%,
+    (its last accuracy, True): leaving such runs out of a later mean would keep only the seeds
+    still below the line, and make a lever that passes early look worse than it is."""
+    acc = accuracy_at(path, iteration)
+    if acc is not None:
+        return acc, False
+    text = open(path).read()
+    if not re.search(r"^amplification +yes ", text, re.M):
+        return None, False
+    last = [float(m.group(3)) for m in (LINE.match(line) for line in re.split(r"[\r\n]", text)) if m]
+    return (last[-1], True) if last else (None, False)
 
 
 def confidence_bands(path: str, start: int) -> dict[str, float] | None:
@@ -73,11 +89,12 @@ def main() -> None:
         if missing:
             raise SystemExit(f"seed_means: no log {missing[0]}")
         for it in a.iters:
-            acc = [accuracy_at(p, it) for p in paths]
-            got = [v for v in acc if v is not None]
-            mean = f"{sum(got) / len(got):.1%}" if got else "-"
+            acc = [accuracy_or_last(p, it) for p in paths]
+            got = [v for v, _ in acc if v is not None]
+            carried = any(c for _, c in acc)
+            mean = (("at least " if carried else "") + f"{sum(got) / len(got):.1%}") if got else "-"
             print(f"{lever:36s} iter {it:2d}: mean {mean} over {len(got)} seeds ("
-                  + " ".join("-" if v is None else f"{v:.3f}" for v in acc) + ")")
+                  + " ".join("-" if v is None else f"{v:.3f}" + ("+" if c else "") for v, c in acc) + ")")
         if a.bands is not None:
             for s, p in zip(a.seeds, paths):
                 b = confidence_bands(p, a.bands)

@@ -447,3 +447,18 @@ def test_confidence_bands_average_the_wrong_targets_below_0_9_from_an_iteration(
                                "answer_flagged99": 0.05, "answer_wrong99": 0.04,
                                "tree_flagged99": 0.05, "tree_wrong99": 0.035})
     assert sm.confidence_bands(str(log), 3) is None
+
+
+def test_seed_means_carries_a_run_that_stopped_at_95_percent(tmp_path):
+    """A run that reached 95% and stopped counts with its last accuracy (flagged); one that
+    stopped for another reason (a time limit) is left out."""
+    sm = experiment("seed_means")
+    passed, cut = tmp_path / "passed.log", tmp_path / "cut.log"
+    lines = ("amplification iter   0 steps    150 wall     12s acc 0.900 (sampled 0.9)\n"
+             "amplification iter   1 steps    300 wall     23s acc 0.955 (sampled 0.9)\n\n"
+             "method         reached  steps  wall_s  H_calls  accuracy\n")
+    passed.write_text(lines + "amplification  yes      300  23  3000  0.955\n")
+    cut.write_text(lines + "amplification  no       -\n")
+    assert sm.accuracy_or_last(str(passed), 1) == (0.955, False)
+    assert sm.accuracy_or_last(str(passed), 3) == (0.955, True)
+    assert sm.accuracy_or_last(str(cut), 3) == (None, False)
