@@ -97,7 +97,8 @@ class HPrimeTrainConfig:
     # rename the names of each transcript in an H' batch by a fresh random permutation of the
     # name characters (a deviation; tasks whose H never looks at which name is which: union find).
     # H' saw a few dozen contested transcripts early on and learned some by heart (README notes);
-    # a renamed copy is still a transcript H would write, so this adds no H calls
+    # a renamed copy is still a transcript H would write, so this adds no H calls. On union find:
+    # 4 of 8 seeds passed (as without), the mean at 2,100 X steps 92.0% against 93.7%
     rename: bool = False
 
     def __post_init__(self):

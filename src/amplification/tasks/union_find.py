@@ -79,7 +79,8 @@ class UnionFind(Task):
         # unknown when it is x. In a tree a parent's parent is never the child, so only X's errors
         # make that 2-cycle, and then 1 + depth y teaches a depth one more than X's belief about y,
         # whose own target is one more than X's belief about x: the wrong depths count up
-        # (README notes). With the oracle's answers it never fires (tested)
+        # (README notes). With the oracle's answers it never fires (tested). Tried on 8 seeds: 5
+        # passed (4 without), the mean lower (at 1,800 X steps 90.8% against 91.7%)
         self.check_cycle = check_bool("check_cycle", check_cycle)
         self.n_values = min(math.isqrt(self.n_names), self.max_values)
         self.kV = self.vocab.add("V", "S", "N", "P", "D")  # value, given value, neighbour, parent, depth
