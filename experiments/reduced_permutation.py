@@ -81,6 +81,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=15.0, help="time limit per method")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--goal", type=float, default=0.95)
+    ap.add_argument("--no-stop", action="store_true",
+                    help="run every iteration even after the goal (the table still gives the first crossing): "
+                         "a mean over seeds at a later iteration then needs no stopped runs")
     ap.add_argument("--steps", type=int, default=100, help="X steps per iteration")
     ap.add_argument("--hp-steps", type=int, default=150, help="H' steps per iteration")
     ap.add_argument("--contexts", type=int, default=1536, help="contexts per iteration (512 overfits: each is then seen ~6 times per iteration)")
@@ -175,7 +178,8 @@ def main() -> None:
                                                        for p in (0.5, 0.9, 0.99)), flush=True)
             if reached is None and m["accuracy/teacher/greedy"] >= args.goal:
                 reached = (m["steps/cumulative"], round(wall), m["h_calls/cumulative"], m["accuracy/teacher/greedy"])
-                break
+                if not args.no_stop:
+                    break
             i += 1
         summary[method] = reached
     print("\nmethod         reached  steps  wall_s  H_calls  accuracy")

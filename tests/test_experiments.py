@@ -84,6 +84,18 @@ def test_reduced_permutation_one_iteration_each_method():
     assert "method         reached" in out
 
 
+def test_reduced_permutation_no_stop_runs_past_the_goal():
+    """With a goal every run meets, a run stops after iteration 0, and with --no-stop it goes on,
+    its table still giving the first crossing."""
+    args = ("--threads", "1", "--steps", "2", "--contexts", "8", "--width", "16", "--enc-layers", "1",
+            "--dec-layers", "1", "--iterations", "2", "--methods", "supervised", "--goal", "0",
+            "--params", '{"nchars": 4, "length": 1, "log_iters": 3}')
+    stopped, went_on = run("reduced_permutation.py", *args), run("reduced_permutation.py", *args, "--no-stop")
+    assert re.search(r"^supervised +iter +0 ", stopped, re.M) and not re.search(r"^supervised +iter +1 ", stopped, re.M)
+    assert re.search(r"^supervised +iter +1 ", went_on, re.M)
+    assert re.search(r"^supervised +yes +2 ", stopped, re.M) and re.search(r"^supervised +yes +2 ", went_on, re.M)
+
+
 def test_h_targets_put_h_in_hprime_place_at_every_level(monkeypatch):
     """`reduced_permutation.py --h-targets` (the upper bound of a perfect H'): the amplify stage's
     Amplify^{H'}(X) becomes Amplify^H(X) of the same depth, H' unused. With an X that knows
