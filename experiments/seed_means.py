@@ -2,8 +2,9 @@
 
 A run of the experiment script stops once it reaches 95%, so pass counts say little when every
 run ends near the line; the mean at a fixed number of X steps, over the seeds, does. A run that
-stopped before that iteration counts with its last accuracy (marked "+", at least 95%), and the
-mean is then a lower bound. Reads
+stopped before that iteration is read from its `--no-stop` repeat where one exists
+(`..._<lever>_nostop_seed<S>.log`), and otherwise counts with its last accuracy (marked "+", at
+least 95%), the mean then a lower bound. Reads
 `experiments/results/union_find_lr1e-3_levels2_hmin1000_<lever>_seed<S>.log` ("default": no lever).
 
     python experiments/seed_means.py --iters 7 13 --levers default h_targets hp300_recent0.5_minconf0.9
@@ -35,11 +36,21 @@ def accuracy_at(path: str, iteration: int) -> float | None:
     return None
 
 
+def continued(path: str) -> str:
+    """The same run repeated with `--no-stop` (`..._<lever>_nostop_seed<S>.log`; the default
+    settings' is `..._nostop_seed<S>.log`): identical up to the stop, then it goes on."""
+    head, seed = path.rsplit("_seed", 1)
+    return f"{head}_nostop_seed{seed}"
+
+
 def accuracy_or_last(path: str, iteration: int) -> tuple[float | None, bool]:
-    """(accuracy after `iteration`, False); for a run that stopped earlier because it reached 95%,
-    (its last accuracy, True): leaving such runs out of a later mean would keep only the seeds
-    still below the line, and make a lever that passes early look worse than it is."""
+    """(accuracy after `iteration`, False), read from the `--no-stop` repeat of the run where it
+    stopped earlier and one exists; for a run that stopped earlier because it reached 95%,
+    otherwise, (its last accuracy, True): leaving such runs out of a later mean would keep only
+    the seeds still below the line, and make a lever that passes early look worse than it is."""
     acc = accuracy_at(path, iteration)
+    if acc is None and os.path.exists(continued(path)):
+        acc = accuracy_at(continued(path), iteration)
     if acc is not None:
         return acc, False
     text = open(path).read()

@@ -474,3 +474,10 @@ def test_seed_means_carries_a_run_that_stopped_at_95_percent(tmp_path):
     assert sm.accuracy_or_last(str(passed), 1) == (0.955, False)
     assert sm.accuracy_or_last(str(passed), 3) == (0.955, True)
     assert sm.accuracy_or_last(str(cut), 3) == (None, False)
+    # its --no-stop repeat, where there is one, gives the later iterations themselves
+    run = tmp_path / "x_hp1_seed4.log"
+    run.write_text(passed.read_text())
+    (tmp_path / "x_hp1_nostop_seed4.log").write_text(
+        lines + "amplification iter   2 steps    450 wall     35s acc 0.940 (sampled 0.9)\n")
+    assert sm.accuracy_or_last(str(run), 2) == (0.94, False)
+    assert sm.accuracy_or_last(str(run), 3) == (0.955, True)  # past the repeat too: carried
