@@ -9,6 +9,11 @@ least 95%), the mean then a lower bound. Reads
 
     python experiments/seed_means.py --iters 7 13 --levers default h_targets hp300_recent0.5_minconf0.9
 
+Each mean comes with its standard error over the seeds, and each lever with its paired difference
+from `--against` (default: the default settings) seed by seed, mean and standard error: the seeds
+share their test set and X's first weights, so the paired difference leaves out the seed-to-seed
+spread that the two means each carry. Last, how many seeds reach 95% by the last `--iters`.
+
 With `--bands FROM`, it also prints, per seed, how well H's confidence finds the wrong targets
 over iterations FROM onwards (logs written with `--confidence`): the share of targets that were
 wrong, and for the final answer's probability and the whole tree's least sure token, the share
@@ -17,6 +22,7 @@ below 0.9 (and 0.99) and the share of all targets that are both below it and wro
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 
@@ -60,6 +66,42 @@ def accuracy_or_last(path: str, iteration: int) -> tuple[float | None, bool]:
     return (last[-1], True) if last else (None, False)
 
 
+def mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean and its standard error (sample standard deviation / sqrt(n); nan for one value)."""
+    n = len(values)
+    mean = sum(values) / n
+    se = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n) if n > 1 else float("nan")
+    return mean, se
+
+
+def paired(lever: list[float | None], base: list[float | None]) -> tuple[float, float, int] | None:
+    """The mean per-seed difference lever - base, its standard error and the seeds it is over
+    (those with both values); None where fewer than two seeds have both."""
+    d = [a - b for a, b in zip(lever, base) if a is not None and b is not None]
+    return (*mean_se(d), len(d)) if len(d) > 1 else None
+
+
+def first_reach(path: str, until: int, goal: float = 0.95) -> int | None:
+    """The first iteration <= `until` whose accuracy is at least `goal`, from the log or its
+    `--no-stop` repeat (None: not by then)."""
+    for it in range(until + 1):
+        acc = accuracy_at(path, it)
+        if acc is None and os.path.exists(continued(path)):
+            acc = accuracy_at(continued(path), it)
+        if acc is not None and acc >= goal:
+            return it
+    return None
+
+
+def log_paths(lever: str, seeds: list[int]) -> list[str]:
+    name = "" if lever == "default" else lever + "_"
+    paths = [os.path.join(RESULTS, f"union_find_lr1e-3_levels2_hmin1000_{name}seed{s}.log") for s in seeds]
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        raise SystemExit(f"seed_means: no log {missing[0]}")
+    return paths
+
+
 def confidence_bands(path: str, start: int) -> dict[str, float] | None:
     """Mean over iterations >= start of: targets wrong, and per measure the share below 0.9 and
     the share below 0.9 and wrong, all as fractions of every target (None: no such iteration, or
@@ -91,21 +133,33 @@ def main() -> None:
     ap.add_argument("--iters", type=int, nargs="+", required=True, help="iterations (0-based; 150 X steps each)")
     ap.add_argument("--levers", nargs="+", required=True, help="the <lever> part of the log names")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(8)), help="which seeds (default 0-7)")
+    ap.add_argument("--against", default="default", help="the lever each other lever is paired with, seed by seed")
     ap.add_argument("--bands", type=int, metavar="FROM", help="also print confidence bands from this iteration on")
     a = ap.parse_args()
+    base = {it: [accuracy_or_last(p, it) for p in log_paths(a.against, a.seeds)] for it in a.iters}
     for lever in a.levers:
-        name = "" if lever == "default" else lever + "_"
-        paths = [os.path.join(RESULTS, f"union_find_lr1e-3_levels2_hmin1000_{name}seed{s}.log") for s in a.seeds]
-        missing = [p for p in paths if not os.path.exists(p)]
-        if missing:
-            raise SystemExit(f"seed_means: no log {missing[0]}")
+        paths = log_paths(lever, a.seeds)
         for it in a.iters:
             acc = [accuracy_or_last(p, it) for p in paths]
             got = [v for v, _ in acc if v is not None]
             carried = any(c for _, c in acc)
-            mean = (("at least " if carried else "") + f"{sum(got) / len(got):.1%}") if got else "-"
+            if got:
+                m, se = mean_se(got)
+                mean = ("at least " if carried else "") + f"{m:.1%}" + ("" if math.isnan(se) else f" +- {100 * se:.1f}")
+            else:
+                mean = "-"
+            vs = ""
+            if lever != a.against:
+                d = paired([v for v, _ in acc], [v for v, _ in base[it]])
+                rough = carried or any(c for _, c in base[it])  # a run stopped at 95%: its value is a bound
+                vs = "; vs %s: %s" % (a.against, "-" if d is None else f"{100 * d[0]:+.1f} +- {100 * d[1]:.1f} points over {d[2]}"
+                                      + (" (runs stopped at 95% in it: a bound)" if rough else ""))
             print(f"{lever:36s} iter {it:2d}: mean {mean} over {len(got)} seeds ("
-                  + " ".join("-" if v is None else f"{v:.3f}" + ("+" if c else "") for v, c in acc) + ")")
+                  + " ".join("-" if v is None else f"{v:.3f}" + ("+" if c else "") for v, c in acc) + ")" + vs)
+        last = max(a.iters)
+        reach = [first_reach(p, last) for p in paths]
+        print(f"{lever:36s} 95% by iter {last}: {sum(r is not None for r in reach)} of {len(paths)} seeds ("
+              + " ".join("-" if r is None else str(r) for r in reach) + ")")
         if a.bands is not None:
             for s, p in zip(a.seeds, paths):
                 b = confidence_bands(p, a.bands)

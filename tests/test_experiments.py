@@ -2,6 +2,7 @@
 numbers were measured, so they must not rot)."""
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -481,3 +482,23 @@ def test_seed_means_carries_a_run_that_stopped_at_95_percent(tmp_path):
         lines + "amplification iter   2 steps    450 wall     35s acc 0.940 (sampled 0.9)\n")
     assert sm.accuracy_or_last(str(run), 2) == (0.94, False)
     assert sm.accuracy_or_last(str(run), 3) == (0.955, True)  # past the repeat too: carried
+
+
+def test_seed_means_pairs_seeds_and_counts_who_reaches_95_percent(tmp_path):
+    """The paired difference is over the seeds both settings have, with the standard error of the
+    differences (not of either mean); the first iteration at 95% is read from the --no-stop
+    repeat past a stop, and a run that never gets there by the last iteration asked counts as not."""
+    sm = experiment("seed_means")
+    mean, se = sm.mean_se([0.90, 0.94, 0.98])
+    assert mean == pytest.approx(0.94) and se == pytest.approx(0.04 / 3 ** 0.5)
+    assert math.isnan(sm.mean_se([0.9])[1])
+    # a lever that adds exactly one point on every seed: zero error, however far apart the seeds are
+    d, d_se, n = sm.paired([0.91, 0.81, None, 0.96], [0.90, 0.80, 0.70, 0.95])
+    assert (d, d_se, n) == (pytest.approx(0.01), pytest.approx(0.0, abs=1e-12), 3)
+    assert sm.paired([0.9, None], [0.8, 0.7]) is None
+    line = "amplification iter {:3d} steps {:6d} wall     12s acc {:.3f} (sampled 0.9)\n"
+    run = tmp_path / "x_seed1.log"
+    run.write_text(line.format(0, 150, 0.90) + line.format(1, 300, 0.93))
+    assert sm.first_reach(str(run), 5) is None
+    (tmp_path / "x_nostop_seed1.log").write_text(run.read_text() + line.format(2, 450, 0.949) + line.format(3, 600, 0.95))
+    assert (sm.first_reach(str(run), 5), sm.first_reach(str(run), 2)) == (3, None)
