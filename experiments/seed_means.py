@@ -25,6 +25,7 @@ import argparse
 import math
 import os
 import re
+import statistics
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 LINE = re.compile(r"amplification iter +(\d+) steps +(\d+) wall +\d+s acc ([0-9.]+)")
@@ -33,13 +34,15 @@ TARGETS = re.compile(r"amplification iter +(\d+) .* targets ([0-9.]+)")
 BAND = re.compile(r"^ *(tree confidence|confidence): .*<0\.9: ([0-9.]+) right ([0-9.]+|-) <0\.99: ([0-9.]+) right ([0-9.]+|-)")
 
 
+def accuracies(path: str) -> dict[int, float]:
+    """The teacher's greedy accuracy after each iteration in one log, by iteration."""
+    return {int(m.group(1)): float(m.group(3))
+            for m in (LINE.match(line) for line in re.split(r"[\r\n]", open(path).read())) if m}
+
+
 def accuracy_at(path: str, iteration: int) -> float | None:
     """The teacher's greedy accuracy after `iteration` in one log (None: the run stopped before)."""
-    for line in re.split(r"[\r\n]", open(path).read()):
-        m = LINE.match(line)
-        if m and int(m.group(1)) == iteration:
-            return float(m.group(3))
-    return None
+    return accuracies(path).get(iteration)
 
 
 def continued(path: str) -> str:
@@ -68,10 +71,8 @@ def accuracy_or_last(path: str, iteration: int) -> tuple[float | None, bool]:
 
 def mean_se(values: list[float]) -> tuple[float, float]:
     """Mean and its standard error (sample standard deviation / sqrt(n); nan for one value)."""
-    n = len(values)
-    mean = sum(values) / n
-    se = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n) if n > 1 else float("nan")
-    return mean, se
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return statistics.fmean(values), se
 
 
 def paired(lever: list[float | None], base: list[float | None]) -> tuple[float, float, int] | None:
@@ -84,13 +85,8 @@ def paired(lever: list[float | None], base: list[float | None]) -> tuple[float, 
 def first_reach(path: str, until: int, goal: float = 0.95) -> int | None:
     """The first iteration <= `until` whose accuracy is at least `goal`, from the log or its
     `--no-stop` repeat (None: not by then)."""
-    for it in range(until + 1):
-        acc = accuracy_at(path, it)
-        if acc is None and os.path.exists(continued(path)):
-            acc = accuracy_at(continued(path), it)
-        if acc is not None and acc >= goal:
-            return it
-    return None
+    acc = {**(accuracies(continued(path)) if os.path.exists(continued(path)) else {}), **accuracies(path)}
+    return next((it for it in sorted(acc) if it <= until and acc[it] >= goal), None)
 
 
 def log_paths(lever: str, seeds: list[int]) -> list[str]:
