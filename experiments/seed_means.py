@@ -57,16 +57,19 @@ def accuracy_or_last(path: str, iteration: int) -> tuple[float | None, bool]:
     stopped earlier and one exists; for a run that stopped earlier because it reached 95%,
     otherwise, (its last accuracy, True): leaving such runs out of a later mean would keep only
     the seeds still below the line, and make a lever that passes early look worse than it is."""
-    acc = accuracy_at(path, iteration)
-    if acc is None and os.path.exists(continued(path)):
-        acc = accuracy_at(continued(path), iteration)
+    acc = with_repeat(path).get(iteration)
     if acc is not None:
         return acc, False
-    text = open(path).read()
-    if not re.search(r"^amplification +yes ", text, re.M):
+    if not re.search(r"^amplification +yes ", open(path).read(), re.M):
         return None, False
-    last = [float(m.group(3)) for m in (LINE.match(line) for line in re.split(r"[\r\n]", text)) if m]
-    return (last[-1], True) if last else (None, False)
+    last = accuracies(path)
+    return (last[max(last)], True) if last else (None, False)
+
+
+def with_repeat(path: str) -> dict[int, float]:
+    """The log's accuracies by iteration, with those of its `--no-stop` repeat past its stop."""
+    rep = continued(path)
+    return {**(accuracies(rep) if os.path.exists(rep) else {}), **accuracies(path)}
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -85,7 +88,7 @@ def paired(lever: list[float | None], base: list[float | None]) -> tuple[float, 
 def first_reach(path: str, until: int, goal: float = 0.95) -> int | None:
     """The first iteration <= `until` whose accuracy is at least `goal`, from the log or its
     `--no-stop` repeat (None: not by then)."""
-    acc = {**(accuracies(continued(path)) if os.path.exists(continued(path)) else {}), **accuracies(path)}
+    acc = with_repeat(path)
     return next((it for it in sorted(acc) if it <= until and acc[it] >= goal), None)
 
 
