@@ -36,7 +36,8 @@ def config(results: str, threads: int, args) -> dict:
                         "decay_steps": args.decay_steps, "lr_min": args.lr_min},
             "hprime_train": {"steps": args.hp_steps, "converged_steps": args.hp_converged_steps,
                              "hard_fraction": args.hp_hard, "first_steps": args.hp_first_steps,
-                             "recent_fraction": args.hp_recent, "rename": args.hp_rename},
+                             "recent_fraction": args.hp_recent, "rename": args.hp_rename,
+                             "counterfactual": args.hp_counterfactual},
             "budget": {"initial": args.h_initial, "min_calls": args.h_min, "focus": args.h_focus, "focus_by": args.h_focus_by},
             "x": {"enc_layers": args.enc_layers, "dec_layers": args.dec_layers, "width": args.width,
                   "match_bias": args.match_bias or bool(args.match_init), "match_bias_init": args.match_init,
@@ -117,6 +118,8 @@ def main() -> None:
                     help="share of each H' batch from the newest iteration's transcripts (hprime_train.recent_fraction)")
     ap.add_argument("--hp-rename", action="store_true",
                     help="train H' on transcripts with their names randomly renamed (hprime_train.rename)")
+    ap.add_argument("--hp-counterfactual", type=float, default=0.0,
+                    help="share of each H' batch swapped for H's transcripts of shifted X depths (hprime_train.counterfactual)")
     ap.add_argument("--hp-numbers", action="store_true", help="H' embeds number tokens on a shared line (hprime.numbers)")
     ap.add_argument("--hprime", default="{}", help="H' model settings (JSON, the config's `hprime` section), e.g. '{\"width\": 128, \"layers\": 4}'")
     ap.add_argument("--repeats", choices=["sample", "greedy", "all"], default="greedy",

@@ -719,3 +719,27 @@ def test_hprime_rename_maps_each_transcripts_names_by_its_own_permutation():
                       HPrimeTrainConfig(rename=True), 0)
     with pytest.raises(ValueError, match="hprime_train.rename must be"):
         HPrimeTrainConfig(rename="yes")
+
+
+def test_hprime_counterfactual_swaps_a_share_of_each_batch_for_hs_replayed_copies():
+    """The copies are H's transcripts for shifted depths (replayed, so every subquestion is H's),
+    H' trains on them, and a task without counterfactual answers or a share outside [0, 1] is
+    refused with the option's name."""
+    task = make_task("union_find", nchars=8, length=1)
+    tokens = amplify_h_batch(task, task.generate(16, 8, 0, n_questions=4)).tokens()
+    tr = HPrimeTrainer(task, HPrimeConfig(width=32, heads=2, layers=2, ffn=2),
+                       HPrimeTrainConfig(batch=16, counterfactual=0.5), 0)
+    copies = tr.counterfactuals(tokens)
+    assert copies.shape == tokens.shape and (copies != tokens).any(1).mean() > 0.2
+    again = amplify_h(task, np.arange(len(tokens)), tokens[:, :task.question_length],
+                      lambda r, q: np.zeros((len(q), task.answer_length), np.int64))  # H's questions stay H's
+    assert again.subquestions[:, 0].tolist() == copies[:, task.question_length:2 * task.question_length].tolist()
+    before = [p.detach().clone() for p in tr.model.parameters()]
+    tr.train(tokens, 3)
+    assert any((a != b.detach()).any() for a, b in zip(before, tr.model.parameters()))
+    with pytest.raises(ValueError, match="hprime_train.counterfactual: task wildcard"):
+        HPrimeTrainer(make_task("wildcard", nchars=2, length=3), HPrimeConfig(width=32, heads=2, layers=2, ffn=2),
+                      HPrimeTrainConfig(counterfactual=0.5), 0)
+    for bad in (1.5, -0.1, True):
+        with pytest.raises(ValueError, match="hprime_train.counterfactual must be in"):
+            HPrimeTrainConfig(counterfactual=bad)

@@ -151,3 +151,31 @@ def test_unknown_task():
 def test_negative_exponent_bits():
     with pytest.raises(TaskError, match="log_iters"):
         make_task("permutation", log_iters=-1)
+
+
+@pytest.mark.parametrize("name,params", CASES, ids=IDS)
+def test_replay_with_the_recorded_answers_gives_the_transcripts_back(name, params):
+    """human.replay (what hprime_train.counterfactual builds on) reruns H on the flat transcripts
+    H' trains on: with the recorded sub-answers it writes them again token for token, with the
+    oracle and with random sub-answers; an answer that sends H elsewhere is refused."""
+    from amplification.human import HumanProtocolError, Transcripts, replay
+
+    task = make_task(name, **params)
+    b = questions(task, 300, task.max_size, seed=3)
+    rng = np.random.default_rng(0)
+    ctx = np.repeat(np.arange(len(b)), b.questions.shape[1])
+    qs = b.questions.reshape(-1, task.question_length)
+    random_x = lambda c, q: rng.integers(0, task.nvocab, (len(q), task.answer_length))  # noqa: E731
+    for answerer in (task.oracle(b, 1), random_x):
+        tr = amplify_h(task, ctx, qs, answerer, task.oracle(b, 2))
+        back = Transcripts.from_tokens(task, tr.tokens())
+        for field in Transcripts.__dataclass_fields__:
+            assert (getattr(back, field) == getattr(tr, field)).all(), field
+        assert (replay(task, back, back.subanswers).tokens() == tr.tokens()).all()
+    with pytest.raises(ValueError, match="transcripts of"):
+        Transcripts.from_tokens(task, tr.tokens()[:, :-1])
+    if name == "union_find":  # H's second question follows the first answer (wildcard's never do)
+        other = tr.subanswers.copy()
+        other[:, 0] = (other[:, 0] + 1) % task.nvocab
+        with pytest.raises(HumanProtocolError, match="on replay, H asked transcript"):
+            replay(task, tr, other)

@@ -283,3 +283,55 @@ def test_h_depth_check_cycle_option():
     assert np.array_equal(tr.answers, b.answers.reshape(len(tr.answers), -1)) and tr.asked.max() <= task.rounds
     with pytest.raises(Exception, match="check_cycle must be true or false"):
         make_task("union_find", check_cycle="yes")
+
+
+@pytest.mark.parametrize("options", [{}, dict(later_ties=True), dict(check_cycle=True)])
+def test_counterfactual_copies_are_hs_transcripts_for_an_x_with_shifted_depths(options):
+    """hprime_train.counterfactual's premise: `counterfactual_answers` shifts each transcript's
+    depth answers by one offset (keeping them depths, the rest kept), and the replayed transcript
+    is the one H writes afresh when X answers every depth that much deeper, with the oracle as X
+    and with a fake X that answers wrongly. The copies show H' depths up to the largest."""
+    from amplification.human import amplify_h, replay
+
+    task = make_task("union_find", nchars=8, length=1, **options)
+    assert task.counterfactual and not make_task("wildcard", nchars=2, length=3).counterfactual
+    batch = task.generate(64, 8, 5, n_questions=6)
+    B, Q = batch.questions.shape[:2]
+    ctx_of = np.repeat(np.arange(B), Q)
+
+    def fake_x(ctx, q):  # wrong parents and depths that ignore the truth, on a third of the variables
+        kind, px, _ = task._parse(batch.db, np.asarray(ctx), q)
+        out = task.answer(batch.db, np.asarray(ctx), q)
+        n = batch.db["elems"].shape[1]
+        wrong = (kind == task.kP) & (px >= 0) & (px % 3 == 0)
+        out[wrong, 0] = task.encode_names(batch.db["elems"][np.asarray(ctx)[wrong], (px[wrong] + 1) % n])[:, 0]
+        deep = (kind == task.kD) & (px >= 0) & (px % 3 == 1)
+        out[deep, 0] = task.depth0 + px[deep] % 4
+        return out
+
+    for x in (None, fake_x):
+        tr = amplify_h_batch(task, batch, x, rng=7)
+        other = task.counterfactual_answers(tr.subquestions, tr.subanswers, np.random.default_rng(0))
+        is_d = (tr.subquestions[..., 0] == task.kD) & (tr.subanswers[..., 0] >= task.depth0)
+        shift = other[..., 0] - tr.subanswers[..., 0]
+        assert (other[~is_d] == tr.subanswers[~is_d]).all() and (other[..., 1:] == tr.subanswers[..., 1:]).all()
+        k = np.where(is_d.any(1), shift[np.arange(len(shift)), is_d.argmax(1)], 0)
+        assert (shift[is_d] == np.broadcast_to(k[:, None], shift.shape)[is_d]).all()  # one offset per transcript
+        assert ((other[is_d, 0] >= task.depth0) & (other[is_d, 0] <= task.depth0 + task.max_depth)).all()
+        assert (k != 0).mean() > 0.3
+
+        oracle = task.oracle(batch, 7)
+        base = oracle if x is None else fake_x
+
+        def shifted_x(rows, q):  # X answers each depth k[row] deeper (unless it is no depth)
+            out = base(ctx_of[rows], q)
+            d = (q[:, 0] == task.kD) & (out[:, 0] >= task.depth0) & (out[:, 0] <= task.depth0 + task.max_depth)
+            out[d, 0] += k[rows[d]]
+            return out
+
+        fresh = amplify_h(task, np.arange(B * Q), batch.questions.reshape(B * Q, -1), shifted_x,
+                          lambda rows, q: oracle(ctx_of[rows], q))
+        assert (replay(task, tr, other).tokens() == fresh.tokens()).all()
+        deep = fresh.answers[(fresh.questions[:, 0] == task.kD), 0] - task.depth0
+        assert deep.max() == task.max_depth and (deep >= 4).mean() > (tr.answers[tr.questions[:, 0] == task.kD, 0]
+                                                                        - task.depth0 >= 4).mean()

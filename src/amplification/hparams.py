@@ -100,6 +100,11 @@ class HPrimeTrainConfig:
     # a renamed copy is still a transcript H would write, so this adds no H calls. On union find:
     # 4 of 8 seeds passed (as without), the mean at 2,100 X steps 92.0% against 93.7%
     rename: bool = False
+    # share (0-1) of each H' batch's transcripts swapped for a counterfactual copy: H rerun on the
+    # transcript with other sub-answers X might have given (Task.counterfactual_answers; union find:
+    # X's depths shifted), so H' sees the rare depths 4-7 before a later X gives them. A deviation
+    # that adds no H call: the copy is the transcript H writes for those answers
+    counterfactual: float = 0.0
 
     def __post_init__(self):
         if not 0.0 <= self.hard_fraction <= 1.0:
@@ -108,6 +113,8 @@ class HPrimeTrainConfig:
             raise ValueError(f"hprime_train.recent_fraction must be in [0, 1 - hard_fraction], got {self.recent_fraction!r}")
         if not isinstance(self.rename, bool):
             raise ValueError(f"hprime_train.rename must be true or false, got {self.rename!r}")
+        if isinstance(self.counterfactual, bool) or not 0.0 <= self.counterfactual <= 1.0:
+            raise ValueError(f"hprime_train.counterfactual must be in [0, 1], got {self.counterfactual!r}")
         if self.hard_every < 1:
             raise ValueError(f"hprime_train.hard_every must be >= 1, got {self.hard_every!r}")
         if self.first_steps is not None and (isinstance(self.first_steps, bool) or not isinstance(self.first_steps, int)

@@ -50,6 +50,41 @@ class Transcripts:
     def concat(cls, parts: list["Transcripts"]) -> "Transcripts":
         return cls(*[np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__])
 
+    @classmethod
+    def from_tokens(cls, task: Task, tokens: np.ndarray) -> "Transcripts":
+        """The inverse of `tokens()` (`asked` counts the non-blank rounds, `primitive` by the task's rule)."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        N, R, ql, al = len(tokens), task.rounds, task.question_length, task.answer_length
+        if tokens.ndim != 2 or tokens.shape[1] != ql + R * (ql + al) + al:
+            raise ValueError(f"{task.name}: transcripts of {tokens.shape[-1]} tokens, expected {ql + R * (ql + al) + al}")
+        rounds = tokens[:, ql:ql + R * (ql + al)].reshape(N, R, ql + al)
+        subq, suba = rounds[..., :ql], rounds[..., ql:]
+        used = subq.any(-1)
+        prim = (task.is_primitive(subq.reshape(-1, ql)).reshape(N, R) & used) if N else used
+        return cls(tokens[:, :ql], subq, suba, tokens[:, -al:], used.sum(1), prim.sum(1))
+
+
+def replay(task: Task, tr: Transcripts, subanswers: np.ndarray, human: HumanFactory | None = None) -> Transcripts:
+    """H rerun on tr's questions, each subquestion answered from `subanswers` [N, R, al] (the same
+    round of the same transcript): the transcripts H writes when its answerer (and oracle) give
+    those answers. A counterfactual X (hprime_train.counterfactual) is one use. H must ask the
+    recorded subquestions; where it asks another, there is no answer to give: HumanProtocolError."""
+    subanswers = np.asarray(subanswers, dtype=np.int64)
+    if subanswers.shape != tr.subanswers.shape:
+        raise ValueError(f"replay: sub-answers of shape {subanswers.shape}, expected {tr.subanswers.shape}")
+    at = np.zeros(len(tr), dtype=np.int64)  # each row's next round: every row is asked once per round
+
+    def lookup(rows: np.ndarray, col: np.ndarray) -> np.ndarray:
+        r = at[rows]
+        if not (tr.subquestions[rows, r] == col).all():
+            bad = int(rows[~(tr.subquestions[rows, r] == col).all(-1)][0])
+            raise HumanProtocolError(f"{task.name}: on replay, H asked transcript {bad} a subquestion it had not "
+                                     f"asked in round {int(at[bad])}")
+        at[rows] += 1
+        return subanswers[rows, r]
+
+    return amplify_h(task, np.arange(len(tr)), tr.questions, lookup, lookup, human)
+
 
 def repeated(subq: np.ndarray, r: int, sq: np.ndarray) -> np.ndarray:
     """Rows whose round-r subquestion sq [N, ql] equals one they asked in rounds < r -> bool [N]."""

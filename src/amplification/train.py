@@ -16,6 +16,7 @@ import torch
 
 from .hparams import DistillConfig, HPrimeConfig, HPrimeTrainConfig, XConfig
 from .hprime import HPrime
+from .human import Transcripts, replay
 from .xmodel import Teacher, XModel, nll, to_tensor
 
 
@@ -162,6 +163,9 @@ class HPrimeTrainer:
         if tcfg.rename and not task.renamable:
             raise ValueError(f"hprime_train.rename: task {task.name}'s H is not checked to ignore which name is "
                              "which (only union find's is); turn it off for this task")
+        if tcfg.counterfactual and not task.counterfactual:
+            raise ValueError(f"hprime_train.counterfactual: task {task.name} gives no counterfactual sub-answers "
+                             "(only union find does); set it to 0 for this task")
         self.model = HPrime.for_task(task, hcfg).to(device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=tcfg.lr, betas=(0.9, 0.98))
         self.step = 0
@@ -175,6 +179,12 @@ class HPrimeTrainer:
         perm = np.argsort(self.rng.random((len(seqs), n)), axis=1)
         table[:, base:base + n] = torch.as_tensor(perm + base)
         return table.to(seqs.device).gather(1, seqs.clamp(0, self.model.nvocab - 1))
+
+    def counterfactuals(self, tokens: np.ndarray) -> np.ndarray:
+        """Transcripts [N, T-1] -> the ones H writes for the task's counterfactual sub-answers."""
+        tr = Transcripts.from_tokens(self.task, tokens)
+        other = self.task.counterfactual_answers(tr.subquestions, tr.subanswers, self.rng)
+        return replay(self.task, tr, other).tokens()
 
     def sequences(self, tokens: np.ndarray) -> torch.Tensor:
         return start_sequences(tokens, self.device)
@@ -213,6 +223,10 @@ class HPrimeTrainer:
             if n_recent:
                 idx = np.concatenate([idx, self.rng.integers(recent_from, len(seqs), n_recent)])
             batch_seqs = seqs[torch.as_tensor(idx)]
+            if self.cfg.counterfactual > 0:  # swap a share of the batch for counterfactual copies
+                swap = np.flatnonzero(self.rng.random(len(idx)) < self.cfg.counterfactual)
+                if len(swap):
+                    batch_seqs[torch.as_tensor(swap)] = self.sequences(self.counterfactuals(tokens[idx[swap]]))
             loss, acc = self.model.loss(self.renamed(batch_seqs) if self.cfg.rename else batch_seqs)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -108,6 +108,9 @@ class Task:
     # compares names), so hprime_train.rename may train H' on renamed copies. False unless a
     # task's H is checked: wildcard's H asks the letters in alphabet order, for one
     renamable: bool = False
+    # the task gives `counterfactual_answers`, so hprime_train.counterfactual may train H' on H's
+    # transcripts for sub-answers X did not give (union find: X's depths shifted)
+    counterfactual: bool = False
     rounds: int = 0  # R: the most subquestions H may ask
     fact_length: int = 0
     question_length: int = 0
@@ -263,6 +266,12 @@ class Task:
     def human(self, q: np.ndarray) -> HumanGen:
         """The scripted human H for one question; see HumanGen."""
         raise NotImplementedError
+
+    def counterfactual_answers(self, subq: np.ndarray, suba: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Other sub-answers [N, R, al] for transcripts' subquestions [N, R, ql] and sub-answers: ones an
+        answerer might have given, for which H asks the same subquestions (human.replay reruns H on
+        them). Only tasks with `counterfactual = True` give them."""
+        raise NotImplementedError(f"{self.name} gives no counterfactual sub-answers")
 
     def oracle(self, batch_or_db, rng=None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         """An answerer(ctx [N], questions [N, ql]) -> [N, al] that knows the truth of everything."""

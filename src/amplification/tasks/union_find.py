@@ -59,6 +59,7 @@ class UnionFind(Task):
     name = "union_find"
     title = "Union find"
     renamable = True  # H compares depths and asks X and the oracle, never which name is which (tested)
+    counterfactual = True  # X's depths, shifted (counterfactual_answers; tested against H)
     question_forms = [
         "V X: the value of variable X (shared by its class)",
         "P X: X's neighbour on the tree path to its class's root (a root answers itself)",
@@ -282,6 +283,23 @@ class UnionFind(Task):
             depths.append(int(t[0]) - self.depth0)
         best = self.shallowest(cands, depths)
         return self.answer_record(best) if best is not None else self.unknown()
+
+    def counterfactual_answers(self, subq, suba, rng):
+        """X's depth answers (to `D y` subquestions) shifted by one offset per transcript, drawn
+        uniformly among those that keep each of them a depth (0..max_depth); the other sub-answers
+        kept. H's questions never depend on a depth, and `parent x` compares its candidates' depths
+        only with each other, so H asks the same subquestions and answers as if X had given the
+        shifted depths: a `depth x` then says d + k + 1, and depths 4-7, which an early X never
+        gives, reach H' (hprime_train.counterfactual)."""
+        suba = np.array(suba, dtype=np.int64, copy=True)
+        d = suba[..., 0] - self.depth0
+        is_d = (np.asarray(subq)[..., 0] == self.kD) & (d >= 0) & (d <= self.max_depth)
+        lo = np.where(is_d, -d, -self.max_depth).max(1)  # the shift that takes the smallest depth to 0
+        hi = np.where(is_d, self.max_depth - d, self.max_depth).min(1)
+        k = lo + np.floor(rng.random(len(d)) * (hi - lo + 1)).astype(np.int64)
+        k[~is_d.any(1)] = 0
+        suba[..., 0] += np.where(is_d, k[:, None], 0)
+        return suba
 
     def shallowest(self, cands: list, depths: list):
         """H's choice in `parent x`: the candidate with the smallest valid depth; ties to the first
