@@ -40,6 +40,12 @@ def accuracies(path: str) -> dict[int, float]:
             for m in (LINE.match(line) for line in re.split(r"[\r\n]", open(path).read())) if m}
 
 
+def targets(path: str) -> dict[int, float]:
+    """The share of the iteration's targets (Amplify(X)'s answers) that were right, by iteration."""
+    return {int(m.group(1)): float(m.group(2))
+            for m in (TARGETS.match(line) for line in re.split(r"[\r\n]", open(path).read())) if m}
+
+
 def accuracy_at(path: str, iteration: int) -> float | None:
     """The teacher's greedy accuracy after `iteration` in one log (None: the run stopped before)."""
     return accuracies(path).get(iteration)
@@ -66,10 +72,11 @@ def accuracy_or_last(path: str, iteration: int) -> tuple[float | None, bool]:
     return (last[max(last)], True) if last else (None, False)
 
 
-def with_repeat(path: str) -> dict[int, float]:
-    """The log's accuracies by iteration, with those of its `--no-stop` repeat past its stop."""
+def with_repeat(path: str, read=accuracies) -> dict[int, float]:
+    """The log's accuracies (or another `read` of it) by iteration, with those of its
+    `--no-stop` repeat past its stop."""
     rep = continued(path)
-    return {**(accuracies(rep) if os.path.exists(rep) else {}), **accuracies(path)}
+    return {**(read(rep) if os.path.exists(rep) else {}), **read(path)}
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -134,6 +141,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(8)), help="which seeds (default 0-7)")
     ap.add_argument("--against", default="default", help="the lever each other lever is paired with, seed by seed")
     ap.add_argument("--bands", type=int, metavar="FROM", help="also print confidence bands from this iteration on")
+    ap.add_argument("--targets", action="store_true", help="also print the mean share of right targets at --iters")
     a = ap.parse_args()
     base = {it: [accuracy_or_last(p, it) for p in log_paths(a.against, a.seeds)] for it in a.iters}
     for lever in a.levers:
@@ -155,6 +163,12 @@ def main() -> None:
                                       + (" (runs stopped at 95% in it: a bound)" if rough else ""))
             print(f"{lever:36s} iter {it:2d}: mean {mean} over {len(got)} seeds ("
                   + " ".join("-" if v is None else f"{v:.3f}" + ("+" if c else "") for v, c in acc) + ")" + vs)
+        if a.targets:
+            for it in a.iters:
+                got = [t[it] for t in (with_repeat(p, targets) for p in paths) if it in t]
+                m, se = mean_se(got) if got else (float("nan"), float("nan"))
+                print(f"{lever:36s} iter {it:2d}: targets right {m:.1%}" + ("" if math.isnan(se) else f" +- {100 * se:.1f}")
+                      + f" over {len(got)} seeds")
         last = max(a.iters)
         reach = [first_reach(p, last) for p in paths]
         print(f"{lever:36s} 95% by iter {last}: {sum(r is not None for r in reach)} of {len(paths)} seeds ("

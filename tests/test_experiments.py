@@ -502,3 +502,15 @@ def test_seed_means_pairs_seeds_and_counts_who_reaches_95_percent(tmp_path):
     assert sm.first_reach(str(run), 5) is None
     (tmp_path / "x_nostop_seed1.log").write_text(run.read_text() + line.format(2, 450, 0.949) + line.format(3, 600, 0.95))
     assert (sm.first_reach(str(run), 5), sm.first_reach(str(run), 2)) == (3, None)
+
+
+def test_seed_means_reads_the_share_of_right_targets(tmp_path):
+    """`targets` reads each iteration's `targets` column, and a --no-stop repeat adds the
+    iterations past the stop (the log's own lines win)."""
+    sm = experiment("seed_means")
+    line = "amplification iter {:3d} steps {:6d} wall     12s acc 0.900 (sampled 0.9) targets {:.3f} agree 0.8 H calls 10\n"
+    run = tmp_path / "x_seed2.log"
+    run.write_text(line.format(0, 150, 0.464) + line.format(1, 300, 0.813))
+    assert sm.targets(str(run)) == {0: 0.464, 1: 0.813}
+    (tmp_path / "x_nostop_seed2.log").write_text(line.format(1, 300, 0.5) + line.format(2, 450, 0.902))
+    assert sm.with_repeat(str(run), sm.targets) == {0: 0.464, 1: 0.813, 2: 0.902}
