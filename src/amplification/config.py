@@ -167,11 +167,12 @@ def _check_task_params(cfg: dict) -> None:
         except Exception as e:  # TaskError, TypeError...
             where = f"per_task.{task}.params" if (cfg["per_task"].get(task) or {}).get("params") else "defaults.params"
             raise ConfigError(f"config: {where}: {str(e).splitlines()[0]}") from None
-        if settings["hprime_train"].get("counterfactual") and cfg.get("human", "scripted") != "scripted":
+        share = settings["hprime_train"].get("counterfactual")
+        if share and cfg.get("human", "scripted") != "scripted":
             raise ConfigError(f"config: hprime_train of task {task}: counterfactual copies are the scripted H's "
                               f"transcripts, so they need human: scripted (got {cfg['human']})")
-        if settings["hprime_train"].get("counterfactual") and not built.counterfactual:
-            raise ConfigError(f"config: hprime_train of task {task}: counterfactual is {settings['hprime_train']['counterfactual']}, "
+        if share and not built.counterfactual:
+            raise ConfigError(f"config: hprime_train of task {task}: counterfactual is {share}, "
                               f"but {task} gives no counterfactual sub-answers (only union find does)")
         if settings["hprime_train"].get("rename") and not built.renamable:
             raise ConfigError(f"config: hprime_train of task {task}: rename is true, but {task}'s H is not "

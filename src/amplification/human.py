@@ -76,8 +76,9 @@ def replay(task: Task, tr: Transcripts, subanswers: np.ndarray, human: HumanFact
 
     def lookup(rows: np.ndarray, col: np.ndarray) -> np.ndarray:
         r = at[rows]
-        if not (tr.subquestions[rows, r] == col).all():
-            bad = int(rows[~(tr.subquestions[rows, r] == col).all(-1)][0])
+        same = (tr.subquestions[rows, r] == col).all(-1)
+        if not same.all():
+            bad = int(rows[~same][0])
             raise HumanProtocolError(f"{task.name}: on replay, H asked transcript {bad} a subquestion it had not "
                                      f"asked in round {int(at[bad])}")
         at[rows] += 1
