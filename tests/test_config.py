@@ -9,7 +9,8 @@ from amplification.config import (ConfigError, load_config, parse_override, rety
                                   task_settings, validate)
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
-CONFIGS = ["config/config.yaml", "config/paper.yaml", "config/smoke.yaml", "config/union_find_depth1.yaml"]
+CONFIGS = ["config/config.yaml", "config/paper.yaml", "config/smoke.yaml", "config/union_find_depth1.yaml",
+           "config/union_find_focus_threshold.yaml"]
 
 
 def _resolve(sch, root):
@@ -154,6 +155,22 @@ def test_union_find_depth1_layers_over_the_default_study():
     assert (uf_base["amplify"]["levels"], uf_base["budget"]["min_calls"], uf_base["schedule"]["iterations"]) == (2, 1000, 16)
     assert (uf["amplify"]["levels"], uf["budget"]["min_calls"], uf["schedule"]["iterations"]) == (1, 200, 14)
     assert uf["params"] == uf_base["params"]  # the default study's sizes
+    for task in ("permutation", "assignments", "wildcard", "shortest_path"):
+        assert task_settings(cfg, task) == task_settings(base, task)
+    assert cfg["results_dir"] != base["results_dir"] and cfg["data_dir"] != base["data_dir"]
+
+
+def test_union_find_focus_threshold_layers_over_the_default_study():
+    base = load_config(os.path.join(ROOT, "config/config.yaml"))
+    cfg = load_config([os.path.join(ROOT, p) for p in ("config/config.yaml", "config/union_find_focus_threshold.yaml")])
+    uf, uf_base = task_settings(cfg, "union_find"), task_settings(base, "union_find")
+    assert (uf["curriculum"]["threshold"], uf["budget"]["focus"], uf["budget"]["focus_by"]) == (0.8, 0.5, "uncertain")
+    assert (uf_base["curriculum"]["threshold"], uf_base["budget"]["focus"]) == (0.85, 0.0)
+    # everything else of union find's default settings is kept (start 4, depth 2, 1,000 transcripts)
+    for section in ("params", "amplify", "schedule", "distill", "x"):
+        assert uf[section] == uf_base[section], section
+    assert uf["curriculum"]["start"] == uf_base["curriculum"]["start"] == 4
+    assert uf["budget"]["min_calls"] == uf_base["budget"]["min_calls"] == 1000
     for task in ("permutation", "assignments", "wildcard", "shortest_path"):
         assert task_settings(cfg, task) == task_settings(base, task)
     assert cfg["results_dir"] != base["results_dir"] and cfg["data_dir"] != base["data_dir"]
