@@ -148,22 +148,26 @@ def test_errors_name_the_key(override, message):
     assert "\n" not in msg
 
 
-def test_union_find_depth1_layers_over_the_default_study():
+def _layered_over_the_default_study(extra: str):
+    """(union find's settings with `extra` layered over config/config.yaml, without it). Also checks
+    what every such file must keep: the other tasks' settings, and folders of its own."""
     base = load_config(os.path.join(ROOT, "config/config.yaml"))
-    cfg = load_config([os.path.join(ROOT, p) for p in ("config/config.yaml", "config/union_find_depth1.yaml")])
-    uf, uf_base = task_settings(cfg, "union_find"), task_settings(base, "union_find")
-    assert (uf_base["amplify"]["levels"], uf_base["budget"]["min_calls"], uf_base["schedule"]["iterations"]) == (2, 1000, 16)
-    assert (uf["amplify"]["levels"], uf["budget"]["min_calls"], uf["schedule"]["iterations"]) == (1, 200, 14)
-    assert uf["params"] == uf_base["params"]  # the default study's sizes
+    cfg = load_config([os.path.join(ROOT, p) for p in ("config/config.yaml", extra)])
     for task in ("permutation", "assignments", "wildcard", "shortest_path"):
         assert task_settings(cfg, task) == task_settings(base, task)
     assert cfg["results_dir"] != base["results_dir"] and cfg["data_dir"] != base["data_dir"]
+    return task_settings(cfg, "union_find"), task_settings(base, "union_find")
+
+
+def test_union_find_depth1_layers_over_the_default_study():
+    uf, uf_base = _layered_over_the_default_study("config/union_find_depth1.yaml")
+    assert (uf_base["amplify"]["levels"], uf_base["budget"]["min_calls"], uf_base["schedule"]["iterations"]) == (2, 1000, 16)
+    assert (uf["amplify"]["levels"], uf["budget"]["min_calls"], uf["schedule"]["iterations"]) == (1, 200, 14)
+    assert uf["params"] == uf_base["params"]  # the default study's sizes
 
 
 def test_union_find_focus_threshold_layers_over_the_default_study():
-    base = load_config(os.path.join(ROOT, "config/config.yaml"))
-    cfg = load_config([os.path.join(ROOT, p) for p in ("config/config.yaml", "config/union_find_focus_threshold.yaml")])
-    uf, uf_base = task_settings(cfg, "union_find"), task_settings(base, "union_find")
+    uf, uf_base = _layered_over_the_default_study("config/union_find_focus_threshold.yaml")
     assert (uf["curriculum"]["threshold"], uf["budget"]["focus"], uf["budget"]["focus_by"]) == (0.8, 0.5, "uncertain")
     assert (uf_base["curriculum"]["threshold"], uf_base["budget"]["focus"]) == (0.85, 0.0)
     # everything else of union find's default settings is kept (start 4, depth 2, 1,000 transcripts)
@@ -171,9 +175,6 @@ def test_union_find_focus_threshold_layers_over_the_default_study():
         assert uf[section] == uf_base[section], section
     assert uf["curriculum"]["start"] == uf_base["curriculum"]["start"] == 4
     assert uf["budget"]["min_calls"] == uf_base["budget"]["min_calls"] == 1000
-    for task in ("permutation", "assignments", "wildcard", "shortest_path"):
-        assert task_settings(cfg, task) == task_settings(base, task)
-    assert cfg["results_dir"] != base["results_dir"] and cfg["data_dir"] != base["data_dir"]
 
 
 def test_a_task_sets_its_own_iterations():
