@@ -299,11 +299,12 @@ def test_amplify_hprime_builds_no_autograd_graph():
     assert seen and not any(seen)
 
 
-@pytest.mark.parametrize("numbers", [False, True])
-def test_kv_cache_decoding_equals_full_forward(numbers):
+@pytest.mark.parametrize("numbers,members", [(False, 1), (True, 1), (False, 2)])
+def test_kv_cache_decoding_equals_full_forward(numbers, members):
     task = tiny_task() if not numbers else make_task("union_find", nchars=4, length=1)
     torch.manual_seed(3)
-    tr = HPrimeTrainer(task, HPrimeConfig(width=32, heads=2, layers=2, ffn=2, numbers=numbers), HPrimeTrainConfig(), 0)
+    tr = HPrimeTrainer(task, HPrimeConfig(width=32, heads=2, layers=2, ffn=2, numbers=numbers, members=members),
+                       HPrimeTrainConfig(), 0)
     hp = tr.model.eval()
     seqs = tr.sequences(amplify_h_batch(task, task.generate(8, 4, 0, n_questions=1)).tokens())
     cache = hp.start(len(seqs))
@@ -316,6 +317,45 @@ def test_kv_cache_decoding_equals_full_forward(numbers):
         # after the first step the cached attention has no causal mask: one token at a time
         with pytest.raises(AssertionError, match="several tokens"):
             hp.step(cache, seqs[:, :2])
+
+
+def test_hprime_ensemble_mixes_its_members_trains_each_as_if_alone_and_round_trips(tmp_path):
+    from amplification.checkpoint import load_hprime
+    from amplification.hprime import Ensemble
+
+    task = tiny_task()
+    tokens = amplify_h_batch(task, task.generate(200, 4, 0, n_questions=1)).tokens()
+    hcfg, tcfg = HPrimeConfig(width=32, heads=2, layers=2, ffn=2), HPrimeTrainConfig(lr=3e-3, batch=32)
+    ens = HPrimeTrainer(task, HPrimeConfig(**{**hcfg.__dict__, "members": 2}), tcfg, 0)
+    assert isinstance(ens.model, Ensemble) and len(ens.model.members) == 2
+    a, b = ens.model.members
+    assert not torch.equal(a.tok.weight, b.tok.weight)  # each member from its own random start
+    seqs = ens.sequences(tokens[:16])
+    with torch.no_grad():  # the mixture: the mean of the members' probabilities
+        mix = (a(seqs).exp() + b(seqs).exp()) / 2
+        assert torch.allclose(ens.model(seqs).exp(), mix, atol=1e-6)
+        # a token both members give p=0.9 keeps 0.9; one they split 0.9/0.1 gets 0.5
+        assert torch.allclose(ens.model._mix([torch.tensor([0.9, 0.1]).log(), torch.tensor([0.1, 0.9]).log()]).exp(),
+                              torch.tensor([0.5, 0.5]))
+    # each member's gradient is its own loss's over 2, whatever the other member does: the
+    # objective is the mean of their losses, and each member is clipped at half the norm
+    lone = HPrimeTrainer(task, hcfg, tcfg, 0).model
+    lone.load_state_dict(b.state_dict())
+    ens.model.train_loss(seqs)[0].backward()
+    lone.loss(seqs)[0].backward()
+    for (k, p), q in zip(b.named_parameters(), lone.parameters()):
+        assert torch.allclose(2 * p.grad, q.grad, atol=1e-7), k
+    assert ens.model.clip_groups() == [list(a.parameters()), list(b.parameters())]
+    before = ens.evaluate(tokens)
+    m = ens.train(tokens, 20)
+    assert m["steps"] == 20 and ens.evaluate(tokens)["loss"] < before["loss"], (before, m)
+    save_checkpoint(ens.state_dict(), str(tmp_path / "hp.pt"))
+    back = load_hprime(str(tmp_path / "hp.pt"))
+    assert isinstance(back, Ensemble)
+    with torch.no_grad():
+        assert torch.equal(back(seqs), ens.model.eval()(seqs))
+    with pytest.raises(ValueError, match="hprime.members must be an integer >= 1"):
+        HPrimeConfig(members=0)
 
 
 def test_hprime_numbers_share_a_line_and_an_unseen_number_is_still_on_it(tmp_path):

@@ -50,6 +50,14 @@ class HPrimeConfig:
     # sub-answer is still a number, on the same line as the others. On union find it fixed
     # iteration 1 and then confused close depths (94.4% and 90.7% on two seeds; README notes)
     numbers: bool = False
+    # a deviation: H' as the mixture of this many transformers, each from its own random start,
+    # trained side by side on the same batches; decoding averages their next-token probabilities.
+    # 1 is the paper's single H'. Costs `members` times H''s training and decoding time
+    members: int = 1
+
+    def __post_init__(self):
+        if isinstance(self.members, bool) or not isinstance(self.members, int) or self.members < 1:
+            raise ValueError(f"hprime.members must be an integer >= 1, got {self.members!r}")
 
 
 @dataclass

@@ -8,6 +8,8 @@ sub-answers are conditioning. The copy head points at any earlier transcript tok
 reuse a name it has seen without knowing what it means. It never sees the facts.
 
 Decoding is incremental with a key/value cache: one new token per call, O(t) work per token.
+With `members` > 1 (a deviation), H' is an `Ensemble`: several such transformers whose
+next-token probabilities are averaged, with the same interface.
 """
 from __future__ import annotations
 
@@ -79,6 +81,18 @@ class Layer(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+def transcript_loss(logp: torch.Tensor, seq: torch.Tensor, target_pos: torch.Tensor, per_transcript: bool = False):
+    """Mean cross-entropy over subquestion and final-answer tokens, from the log-probs [B, T, V]
+    of each next token; also token accuracy, and with per_transcript the fraction of transcripts
+    with every such token right (argmax)."""
+    logp, tgt, m = logp[:, :-1], seq[:, 1:], target_pos[:-1]
+    lp = logp[:, m].gather(-1, tgt[:, m].unsqueeze(-1)).squeeze(-1)
+    hits = logp[:, m].argmax(-1) == tgt[:, m]
+    if per_transcript:
+        return -lp.mean(), hits.float().mean(), hits.all(-1).float().mean()
+    return -lp.mean(), hits.float().mean()
+
+
 class HPrime(nn.Module):
     def __init__(self, nvocab: int, question_length: int, answer_length: int, rounds: int, cfg: HPrimeConfig,
                  numbers: dict[int, float] | None = None):
@@ -117,8 +131,11 @@ class HPrime(nn.Module):
         self.register_buffer("target_pos", torch.as_tensor((nxt == SUB_Q) | (nxt == MAIN_A)), persistent=False)
 
     @classmethod
-    def for_task(cls, task, cfg: HPrimeConfig) -> "HPrime":
-        return cls(task.nvocab, task.question_length, task.answer_length, task.rounds, cfg, task.vocab.numbers)
+    def for_task(cls, task, cfg: HPrimeConfig) -> "HPrime | Ensemble":
+        """H' for a task: one transformer, or an Ensemble of cfg.members of them."""
+        make = lambda: cls(task.nvocab, task.question_length, task.answer_length, task.rounds, cfg,  # noqa: E731
+                           task.vocab.numbers)
+        return make() if cfg.members == 1 else Ensemble([make() for _ in range(cfg.members)])
 
     def _embed(self, tokens, start: int):
         T = tokens.shape[1]
@@ -153,16 +170,15 @@ class HPrime(nn.Module):
         return self._output(x, self.copy_k(self.ln(x)), seq)
 
     def loss(self, seq: torch.Tensor, per_transcript: bool = False):
-        """Mean cross-entropy over subquestion and final-answer tokens; also token accuracy, and
-        with per_transcript the fraction of transcripts with every such token right (argmax)."""
-        logp = self(seq)[:, :-1]
-        tgt = seq[:, 1:]
-        m = self.target_pos[:-1]
-        lp = logp[:, m].gather(-1, tgt[:, m].unsqueeze(-1)).squeeze(-1)
-        hits = logp[:, m].argmax(-1) == tgt[:, m]
-        if per_transcript:
-            return -lp.mean(), hits.float().mean(), hits.all(-1).float().mean()
-        return -lp.mean(), hits.float().mean()
+        return transcript_loss(self(seq), seq, self.target_pos, per_transcript)
+
+    def train_loss(self, seq: torch.Tensor):
+        """The training objective (its loss and token accuracy): the loss above."""
+        return self.loss(seq)
+
+    def clip_groups(self) -> list[list[nn.Parameter]]:
+        """The parameter groups whose gradient norm is clipped one by one: all of them, here."""
+        return [list(self.parameters())]
 
     # ---- incremental decoding ------------------------------------------------------------------
     def start(self, n: int, device="cpu") -> dict:
@@ -208,4 +224,47 @@ class HPrime(nn.Module):
     @torch.no_grad()
     def predict_nocache(self, prefix: torch.Tensor) -> torch.Tensor:
         """Log-probs of the token after `prefix` [B, t] by a full forward (the slow reference)."""
+        return self(prefix)[:, -1]
+
+
+class Ensemble(nn.Module):
+    """H' as several HPrime members, each from its own random start: the next-token distribution is
+    the mean of theirs (a mixture), so a token one member is sure of and another doubts gets a lower
+    probability than either alone would give it. Each member is trained on its own loss, as if
+    alone (train_loss, clip_groups); evaluation and decoding see the mixture."""
+
+    def __init__(self, members: list[HPrime]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        first = members[0]
+        self.cfg, self.nvocab, self.ql, self.al, self.R, self.T = first.cfg, first.nvocab, first.ql, first.al, first.R, first.T
+        self.register_buffer("target_pos", first.target_pos.clone(), persistent=False)
+        self._log_k = float(np.log(len(members)))
+
+    def _mix(self, logps: list[torch.Tensor]) -> torch.Tensor:
+        return torch.logsumexp(torch.stack(logps), 0) - self._log_k
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        return self._mix([m(seq) for m in self.members])
+
+    def loss(self, seq: torch.Tensor, per_transcript: bool = False):
+        return transcript_loss(self(seq), seq, self.target_pos, per_transcript)
+
+    def train_loss(self, seq: torch.Tensor):
+        """The mean of the members' own losses and token accuracies: each member's gradient is its
+        own loss's, divided by the number of members (Adam does not mind the scale)."""
+        out = [m.loss(seq) for m in self.members]
+        return torch.stack([o[0] for o in out]).mean(), torch.stack([o[1] for o in out]).mean()
+
+    def clip_groups(self) -> list[list[nn.Parameter]]:
+        return [list(m.parameters()) for m in self.members]
+
+    def start(self, n: int, device="cpu") -> dict:
+        return {"members": [m.start(n, device) for m in self.members]}
+
+    def step(self, cache: dict, tokens: torch.Tensor) -> torch.Tensor:
+        return self._mix([m.step(c, tokens) for m, c in zip(self.members, cache["members"])])
+
+    @torch.no_grad()
+    def predict_nocache(self, prefix: torch.Tensor) -> torch.Tensor:
         return self(prefix)[:, -1]

@@ -227,10 +227,12 @@ class HPrimeTrainer:
                 swap = np.flatnonzero(self.rng.random(len(idx)) < self.cfg.counterfactual)
                 if len(swap):
                     batch_seqs[torch.as_tensor(swap)] = self.sequences(self.counterfactuals(tokens[idx[swap]]))
-            loss, acc = self.model.loss(self.renamed(batch_seqs) if self.cfg.rename else batch_seqs)
+            loss, acc = self.model.train_loss(self.renamed(batch_seqs) if self.cfg.rename else batch_seqs)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            groups = self.model.clip_groups()  # an ensemble's members one by one, as if each trained alone
+            for group in groups:  # (its loss is the members' mean, so each gradient is 1/k of its own)
+                torch.nn.utils.clip_grad_norm_(group, self.cfg.grad_clip / len(groups))
             self.opt.step()
             self.step += 1
             losses.append(loss.item())
