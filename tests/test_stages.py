@@ -200,6 +200,25 @@ def test_focus_runs_in_the_pipeline_with_the_same_h_calls(tmp_path):
     assert recs[0]["focused_transcripts"] == 0 and 0 <= recs[1]["focused_transcripts"] <= 3
 
 
+def test_an_hprime_ensemble_runs_through_the_stages(tmp_path):
+    """`hprime.members: 2`: train_hprime saves both members, decompose measures the mixture's
+    fresh loss, amplify decodes from it, and the run ends with X evaluated as usual."""
+    from amplification.checkpoint import load_hprime
+    from amplification.hprime import Ensemble
+
+    cfg = tiny_config(tmp_path, methods=["amplification"], iterations=2)
+    cfg["defaults"]["hprime"]["members"] = 2
+    recs = run_all(cfg)
+    hp = load_hprime(paths.stage_output(cfg["results_dir"], "permutation", "amplification", 0, 1, "train_hprime", "hprime.pt"))
+    assert isinstance(hp, Ensemble) and len(hp.members) == 2
+    d = json.load(open(paths.stage_output(cfg["results_dir"], "permutation", "amplification", 0, 1, "decompose", "decompose.json")))
+    assert np.isfinite(d["hprime_fresh_loss"])
+    a = json.load(open(paths.stage_output(cfg["results_dir"], "permutation", "amplification", 0, 1, "amplify", "amplify.json")))
+    assert 0.0 <= a["targets_accuracy"] <= 1.0  # the mixture's probabilities are probabilities:
+    assert 0.0 <= a["answer_confidence_below_0.5"] <= a["answer_confidence_below_0.9"] <= a["answer_confidence_below_0.99"] <= 1.0
+    assert recs[("amplification", 0, 1)]["metrics"]["accuracy/teacher/greedy"] >= 0.0
+
+
 @pytest.mark.parametrize("wrong_is_unsure", [True, False])
 def test_min_confidence_withholds_the_targets_hprime_is_unsure_of(tmp_path, monkeypatch, wrong_is_unsure):
     """`amplify.min_confidence`: a fake Amplify(X) wrong on every other question. When it is unsure
