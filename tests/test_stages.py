@@ -217,6 +217,9 @@ def test_an_hprime_ensemble_runs_through_the_stages(tmp_path):
     assert 0.0 <= a["targets_accuracy"] <= 1.0  # the mixture's probabilities are probabilities:
     assert 0.0 <= a["answer_confidence_below_0.5"] <= a["answer_confidence_below_0.9"] <= a["answer_confidence_below_0.99"] <= 1.0
     assert recs[("amplification", 0, 1)]["metrics"]["accuracy/teacher/greedy"] >= 0.0
+    # each record says what it was computed on: the same numbers need the same kind of CPU too
+    mach = recs[("amplification", 0, 1)]["machine"]
+    assert mach["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and mach["torch"] == torch.__version__
 
 
 @pytest.mark.parametrize("wrong_is_unsure", [True, False])

@@ -84,12 +84,14 @@ def test_sync_parent_and_nested_runs_idempotent(study):
     path = tracking.metrics_path(study, "permutation", "amplification", 0, 2)
     rec["params"]["size"] = 99
     rec["metrics"]["accuracy/teacher/greedy"] = 0.5
+    rec["machine"] = {"cpu_capability": "AVX2", "threads": 1}  # as run_evaluate records it
     with open(path, "w") as fh:
         json.dump(rec, fh)
     assert tracking.log_iteration(study, rec) is True
     _, after = runs(study, "tags.run_key = 'fake/permutation/amplification/seed0' and tags.iteration = '2'")
     assert len(after) == 1 and after[0].data.params["size"] == "99"
     assert after[0].data.metrics["accuracy/teacher/greedy"] == 0.5
+    assert after[0].data.tags["machine.cpu_capability"] == "AVX2" and after[0].data.tags["machine.threads"] == "1"
 
 
 def test_server_down_warns_and_never_raises(study, monkeypatch, capsys):

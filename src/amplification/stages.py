@@ -459,6 +459,18 @@ def evaluate_model(task, x, testset, device, rng=None, sampled: bool = True) -> 
     return {k: accuracy_by_class(task, v.reshape(B * Q, -1), truth, cls) for k, v in res.items()}
 
 
+def machine_info() -> dict:
+    """What decides the arithmetic besides config and seed: the same command gives the same
+    numbers bit for bit only with the same torch, numpy, thread count and kind of CPU (torch
+    picks its vector kernels by the CPU: README, "Running the pipeline")."""
+    import platform
+
+    import torch
+
+    return {"torch": torch.__version__, "numpy": np.__version__, "threads": torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "machine": platform.machine()}
+
+
 def run_evaluate(cfg, task_name, method, seed, i) -> dict:
     from .checkpoint import load_x
 
@@ -503,7 +515,7 @@ def run_evaluate(cfg, task_name, method, seed, i) -> dict:
         m[f"accuracy/targets/class/{k}"] = v
     rec = {"task": task_name, "method": method, "seed": c.seed, "iteration": c.i, "config": cfg.get("name", "default"),
            "params": {"size": amp["size"], "steps": dist["steps"], "examples": dist["examples"], "h_calls": h_calls},
-           "metrics": m}
+           "metrics": m, "machine": machine_info()}
     write_json(out["metrics"], rec)
     try:
         from .tracking import log_iteration

@@ -177,7 +177,8 @@ class Tracker:
         child = self.iteration_run(record, parent, params)
         points = [Metric(k, v, timestamp_ms, it) for k, v in sorted(metrics.items())]
         self.client.log_batch(child, metrics=points, params=[Param(k, v) for k, v in params.items()],
-                              tags=[RunTag("git_commit", self.commit)])
+                              tags=[RunTag("git_commit", self.commit),  # and what the numbers were computed on
+                                    *(RunTag(f"machine.{k}", str(v)) for k, v in (record.get("machine") or {}).items())])
         # the parent holds every iteration's metrics as a history over steps = iterations
         self.client.log_batch(parent, metrics=points)
         self.client.set_terminated(child, "FINISHED")
