@@ -93,7 +93,20 @@ def transcript_loss(logp: torch.Tensor, seq: torch.Tensor, target_pos: torch.Ten
     return -lp.mean(), hits.float().mean()
 
 
-class HPrime(nn.Module):
+class _Scorer(nn.Module):
+    """What HPrime and Ensemble share: a forward giving each next token's log-probs [B, T, V], and
+    `target_pos`, from which the transcript loss and the slow reference prediction follow."""
+
+    def loss(self, seq: torch.Tensor, per_transcript: bool = False):
+        return transcript_loss(self(seq), seq, self.target_pos, per_transcript)
+
+    @torch.no_grad()
+    def predict_nocache(self, prefix: torch.Tensor) -> torch.Tensor:
+        """Log-probs of the token after `prefix` [B, t] by a full forward (the slow reference)."""
+        return self(prefix)[:, -1]
+
+
+class HPrime(_Scorer):
     def __init__(self, nvocab: int, question_length: int, answer_length: int, rounds: int, cfg: HPrimeConfig,
                  numbers: dict[int, float] | None = None):
         super().__init__()
@@ -169,11 +182,8 @@ class HPrime(nn.Module):
             x = layer(x)
         return self._output(x, self.copy_k(self.ln(x)), seq)
 
-    def loss(self, seq: torch.Tensor, per_transcript: bool = False):
-        return transcript_loss(self(seq), seq, self.target_pos, per_transcript)
-
     def train_loss(self, seq: torch.Tensor):
-        """The training objective (its loss and token accuracy): the loss above."""
+        """The training objective (its loss and token accuracy): the transcript loss."""
         return self.loss(seq)
 
     def clip_groups(self) -> list[list[nn.Parameter]]:
@@ -221,13 +231,8 @@ class HPrime(nn.Module):
         x = x + a.out(y.transpose(1, 2).reshape(B, T, W))
         return x + layer.mlp(layer.ln2(x))
 
-    @torch.no_grad()
-    def predict_nocache(self, prefix: torch.Tensor) -> torch.Tensor:
-        """Log-probs of the token after `prefix` [B, t] by a full forward (the slow reference)."""
-        return self(prefix)[:, -1]
 
-
-class Ensemble(nn.Module):
+class Ensemble(_Scorer):
     """H' as several HPrime members, each from its own random start: the next-token distribution is
     the mean of theirs (a mixture), so a token one member is sure of and another doubts gets a lower
     probability than either alone would give it. Each member is trained on its own loss, as if
@@ -236,9 +241,8 @@ class Ensemble(nn.Module):
     def __init__(self, members: list[HPrime]):
         super().__init__()
         self.members = nn.ModuleList(members)
-        first = members[0]
-        self.cfg, self.nvocab, self.ql, self.al, self.R, self.T = first.cfg, first.nvocab, first.ql, first.al, first.R, first.T
-        self.register_buffer("target_pos", first.target_pos.clone(), persistent=False)
+        self.nvocab = members[0].nvocab  # what the trainer reads (renaming)
+        self.register_buffer("target_pos", members[0].target_pos.clone(), persistent=False)
         self._log_k = float(np.log(len(members)))
 
     def _mix(self, logps: list[torch.Tensor]) -> torch.Tensor:
@@ -246,9 +250,6 @@ class Ensemble(nn.Module):
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         return self._mix([m(seq) for m in self.members])
-
-    def loss(self, seq: torch.Tensor, per_transcript: bool = False):
-        return transcript_loss(self(seq), seq, self.target_pos, per_transcript)
 
     def train_loss(self, seq: torch.Tensor):
         """The mean of the members' own losses and token accuracies: each member's gradient is its
@@ -264,7 +265,3 @@ class Ensemble(nn.Module):
 
     def step(self, cache: dict, tokens: torch.Tensor) -> torch.Tensor:
         return self._mix([m.step(c, tokens) for m, c in zip(self.members, cache["members"])])
-
-    @torch.no_grad()
-    def predict_nocache(self, prefix: torch.Tensor) -> torch.Tensor:
-        return self(prefix)[:, -1]
