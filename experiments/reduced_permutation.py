@@ -122,7 +122,7 @@ def main() -> None:
                     help="share of each H' batch swapped for H's transcripts of shifted X depths (hprime_train.counterfactual)")
     ap.add_argument("--hp-numbers", action="store_true", help="H' embeds number tokens on a shared line (hprime.numbers)")
     ap.add_argument("--hprime", default="{}", help="H' model settings (JSON, the config's `hprime` section), e.g. '{\"width\": 128, \"layers\": 4}'")
-    ap.add_argument("--repeats", choices=["sample", "greedy", "all"], default="greedy",
+    ap.add_argument("--repeats", choices=["sample", "greedy", "second", "all"], default="greedy",
                     help="how X answers a subquestion asked again in one transcript")
     ap.add_argument("--levels", type=int, default=1,
                     help="depth of the amplification tree (amplify.levels; 2: subquestions answered by Amplify(X))")

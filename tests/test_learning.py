@@ -440,9 +440,10 @@ class OracleX:
     def encode(self, f, m):
         return torch.arange(len(f))[:, None]  # the "memory" of each context is its index
 
-    def generate(self, mem, f, m, q, greedy=True, generator=None):
+    def generate(self, mem, f, m, q, greedy=True, generator=None, rank=0):
         self.sampled = getattr(self, "sampled", 0) + (not greedy)
         self.greedy = getattr(self, "greedy", 0) + greedy
+        self.runner_up = getattr(self, "runner_up", 0) + (rank > 0)
         B, Q, ql = q.shape
         self.questions = getattr(self, "questions", 0) + B * Q
         ctx = np.repeat(mem[:, 0].numpy(), Q)  # rows of any contexts (amplify levels > 1) too
@@ -541,20 +542,40 @@ def test_repeated_subquestions_get_a_fresh_sample_only_when_asked_for():
     assert calls["sampled"] == 0 and calls["greedy"] > 0
 
 
-@pytest.mark.parametrize("repeats", ["greedy", "sample", "all"])
-def test_amplify_hprime_samples_repeated_subquestions_only_when_asked(repeats):
-    """greedy: X never samples; sample: only the repeats; all: every answer, never greedy."""
+@pytest.mark.parametrize("levels", [1, 2])
+@pytest.mark.parametrize("repeats", ["greedy", "sample", "second", "all"])
+def test_amplify_hprime_samples_repeated_subquestions_only_when_asked(repeats, levels):
+    """greedy: X never samples; sample: only the repeats; second: the repeats get X's runner-up,
+    nothing sampled; all: every answer, never greedy. At depth 2 the leaves' repeats likewise."""
     task = make_task("shortest_path", nchars=4, length=1)
     b = task.generate(4, task.max_size, 5, n_questions=6)
     x = OracleX(task, b)
     tr = amplify_hprime(task, ScriptedHPrime(task), x, b.facts, b.fact_mask, b.questions, b.db,
-                        np.random.default_rng(0), repeats=repeats)
+                        np.random.default_rng(0), repeats=repeats, levels=levels)
     assert np.array_equal(tr.answers, b.answers.reshape(24, -1))
-    assert (getattr(x, "sampled", 0) > 0) == (repeats != "greedy")
+    assert (getattr(x, "sampled", 0) > 0) == (repeats in ("sample", "all"))
     assert (getattr(x, "greedy", 0) > 0) == (repeats != "all")
+    assert (getattr(x, "runner_up", 0) > 0) == (repeats == "second")
 
 
-@pytest.mark.parametrize("repeats", ["greedy", "sample", "all"])
+def test_generate_rank_gives_the_runner_up_first_token():
+    """`rank=1`: the first answer token is X's second most likely, the rest greedy after it; so a
+    repeated `parent x` under `repeats: second` is never X's first guess again."""
+    task = make_task("union_find", nchars=8, length=1)
+    b = task.generate(3, 8, 2, n_questions=5)
+    torch.manual_seed(0)
+    x = XModel.for_task(task, SMALL_X).eval()
+    f, m, q = (torch.as_tensor(a).long() for a in (b.facts, b.fact_mask, b.questions))
+    mem = x.encode(f, m.bool())
+    first, second = x.generate(mem, f, m.bool(), q), x.generate(mem, f, m.bool(), q, rank=1)
+    logp0 = x.decode(mem, f, m.bool(), q, torch.zeros_like(first))[:, :, 0]
+    assert torch.equal(second[..., 0], logp0.topk(2, -1).indices[..., 1])
+    assert (second[..., 0] != first[..., 0]).all()
+    rest = x.decode(mem, f, m.bool(), q, second)[:, :, 1:].argmax(-1)  # greedy after the runner-up
+    assert torch.equal(second[..., 1:], rest)
+
+
+@pytest.mark.parametrize("repeats", ["greedy", "sample", "second", "all"])
 def test_amplify_h_with_x_decodes_as_repeats_says(repeats, monkeypatch):
     """Amplify^H(X) (the decompose stage's transcripts): X's answers greedy, a repeat sampled,
     or every answer sampled; the oracle's answers are right either way."""
@@ -562,14 +583,15 @@ def test_amplify_h_with_x_decodes_as_repeats_says(repeats, monkeypatch):
 
     task = make_task("shortest_path", nchars=4, length=1)
     b = task.generate(4, task.max_size, 5, n_questions=6)
-    seen = []
+    seen, ranks = [], []
 
     class FakeAnswerer:
         def __init__(self, x, facts, mask, device):
             pass
 
-        def __call__(self, ctx, q, greedy=True, generator=None):
+        def __call__(self, ctx, q, greedy=True, generator=None, rank=0):
             seen.append(greedy)
+            ranks.append(rank)
             return task.answer(b.db, np.asarray(ctx), np.asarray(q))
 
     monkeypatch.setattr(amp, "XAnswerer", FakeAnswerer)
@@ -577,7 +599,8 @@ def test_amplify_h_with_x_decodes_as_repeats_says(repeats, monkeypatch):
     tr = amp.amplify_h_with_x(task, None, b.facts, b.fact_mask, np.repeat(np.arange(B), Q),
                               b.questions.reshape(B * Q, -1), b.db, np.random.default_rng(0), repeats=repeats)
     assert np.array_equal(tr.answers, b.answers.reshape(B * Q, -1))
-    assert (False in seen) == (repeats != "greedy") and (True in seen) == (repeats != "all")
+    assert (False in seen) == (repeats in ("sample", "all")) and (True in seen) == (repeats != "all")
+    assert (1 in ranks) == (repeats == "second")
 
 
 def knows_nothing(task):

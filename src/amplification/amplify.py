@@ -7,8 +7,9 @@ encoding computed once at the start. Finally H' decodes the answer, which is the
 
 X answers greedily. With `repeats="sample"` a subquestion that the same transcript already asked
 gets a fresh sample instead: shortest path and union find check X's guess of `step` / `parent`
-twice, and two greedy answers are one guess. `repeats="all"` samples every answer of X, as the
-original did.
+twice, and two greedy answers are one guess. `repeats="second"` answers the repeat with X's
+runner-up guess (its second most likely first token, greedy after it): deterministic, and never the
+first guess again. `repeats="all"` samples every answer of X, as the original did.
 
 `levels` > 1 (a deviation) makes Amplify a tree: a complex subquestion is answered by Amplify one
 level down, X only at the leaves (`_amplify_rows` is one level of H'; `_x_rows` the leaves).
@@ -73,9 +74,10 @@ def amplify_hprime(task: Task, hp: HPrime, x: XModel, facts, fact_mask, question
         qs = to_tensor(sq, device).long().view(B, Q, ql)
         # greedy, unless every answer of X is sampled, as in the original (`repeats="all"`)
         ans = x.generate(mem, ft, fm, qs, greedy=repeats != "all", generator=generator).view(N, al).cpu().numpy()
-        again = rest & again if repeats == "sample" else np.zeros(N, dtype=bool)
-        if again.any():
-            xs = x.generate(mem, ft, fm, qs, greedy=False, generator=generator).view(N, al).cpu().numpy()
+        again = rest & again if repeats in ("sample", "second") else np.zeros(N, dtype=bool)
+        if again.any():  # a fresh sample, or X's runner-up guess
+            xs = x.generate(mem, ft, fm, qs, greedy=repeats == "second", generator=generator,
+                            rank=int(repeats == "second")).view(N, al).cpu().numpy()
             ans[again] = xs[again]
         return ans, np.zeros(N, dtype=np.float32)  # (X's answers are not H''s choices: log 1)
 
@@ -161,10 +163,10 @@ def _x_rows(x, mem, ft, fm, al, repeats, generator, device, ctx, sq, rest, again
     place, as at the top level, instead of copied once per row."""
     out = np.zeros((len(sq), al), dtype=np.int64)
     idx = np.flatnonzero(rest)
-    for sample in (False, True):
-        if sample and repeats != "sample":
+    for again_pass in (False, True):  # first every row, then the repeats again: sampled, or X's runner-up
+        if again_pass and repeats not in ("sample", "second"):
             break
-        rows = idx[again[idx]] if sample else idx
+        rows = idx[again[idx]] if again_pass else idx
         if not len(rows):
             continue
         rows = rows[np.argsort(ctx[rows], kind="stable")]
@@ -172,8 +174,9 @@ def _x_rows(x, mem, ft, fm, al, repeats, generator, device, ctx, sq, rest, again
         slot = np.arange(len(c)) - np.searchsorted(c, c, side="left")  # rank of the row in its context
         q = np.zeros((mem.shape[0], int(slot.max()) + 1, sq.shape[1]), dtype=np.int64)
         q[c, slot] = sq[rows]
-        ans = x.generate(mem, ft, fm, to_tensor(q, device).long(), greedy=not sample and repeats != "all",
-                         generator=generator).cpu().numpy()
+        sample = (again_pass and repeats == "sample") or repeats == "all"
+        ans = x.generate(mem, ft, fm, to_tensor(q, device).long(), greedy=not sample, generator=generator,
+                         rank=int(again_pass and repeats == "second")).cpu().numpy()
         out[rows] = ans[c, slot]
     return out, np.zeros(len(sq), dtype=np.float32)
 
@@ -221,6 +224,8 @@ def amplify_h_with_x(task: Task, x: XModel, facts, fact_mask, ctx, questions, db
     if repeats == "sample" and levels == 1:  # (deeper, a repeat gets a new tree, with new oracle draws)
         gen = seeded_generator(rng, device)
         resample = lambda c, q: answerer(c, q, greedy=False, generator=gen)  # noqa: E731
+    elif repeats == "second" and levels == 1:
+        resample = functools.partial(answerer, rank=1)
     top = answerer
     for _ in range(levels - 1):
         top = functools.partial(_amplified_h, task, top, oracle, human)

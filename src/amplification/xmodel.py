@@ -202,12 +202,17 @@ class XModel(nn.Module):
         return self.decode(self.encode(facts, fact_mask), facts, fact_mask, questions, prefix)
 
     @torch.no_grad()
-    def generate(self, mem, facts, fact_mask, questions, greedy: bool = True, generator=None) -> torch.Tensor:
-        """Answers [B, Q, al], one token at a time, on a cached fact encoding."""
+    def generate(self, mem, facts, fact_mask, questions, greedy: bool = True, generator=None,
+                 rank: int = 0) -> torch.Tensor:
+        """Answers [B, Q, al], one token at a time, on a cached fact encoding. `rank` r > 0 (greedy
+        only): the first token is the model's (r+1)-th most likely one, the rest greedy after it
+        (its runner-up guess, for a subquestion asked again: `amplify.repeats: second`)."""
         out = torch.zeros(questions.shape[:2] + (self.al,), dtype=torch.long, device=questions.device)
         for t in range(self.al):
             logp = self.decode(mem, facts, fact_mask, questions, out)[:, :, t]
-            if greedy:
+            if greedy and t == 0 and rank > 0:
+                out[:, :, t] = logp.topk(rank + 1, -1).indices[..., rank]
+            elif greedy:
                 out[:, :, t] = logp.argmax(-1)
             else:
                 probs = logp.exp().reshape(-1, self.nvocab)
@@ -260,10 +265,10 @@ class XAnswerer:
             self.mem = torch.cat([model.encode(self.facts[i:i + batch], self.mask[i:i + batch])
                                   for i in range(0, len(self.facts), batch)])
 
-    def __call__(self, ctx, questions, greedy: bool = True, generator=None) -> np.ndarray:
+    def __call__(self, ctx, questions, greedy: bool = True, generator=None, rank: int = 0) -> np.ndarray:
         ctx = to_tensor(ctx, self.device).long()
         q = to_tensor(questions, self.device).long().unsqueeze(1)
-        out = self.model.generate(self.mem[ctx], self.facts[ctx], self.mask[ctx], q, greedy, generator)
+        out = self.model.generate(self.mem[ctx], self.facts[ctx], self.mask[ctx], q, greedy, generator, rank)
         return out[:, 0].cpu().numpy()
 
 
