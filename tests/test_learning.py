@@ -575,9 +575,11 @@ def test_generate_rank_gives_the_runner_up_first_token():
     assert torch.equal(second[..., 1:], rest)
 
 
+@pytest.mark.parametrize("levels", [1, 2])
 @pytest.mark.parametrize("repeats", ["greedy", "sample", "second", "all"])
-def test_amplify_h_with_x_decodes_as_repeats_says(repeats, monkeypatch):
-    """Amplify^H(X) (the decompose stage's transcripts): X's answers greedy, a repeat sampled,
+def test_amplify_h_with_x_decodes_as_repeats_says(repeats, levels, monkeypatch):
+    """Amplify^H(X) (the decompose stage's transcripts; at depth 2 H in H' place): X's answers
+    greedy, a repeat sampled or X's runner-up (at depth 2 the leaves' repeats, as Amplify^{H'}),
     or every answer sampled; the oracle's answers are right either way."""
     import amplification.amplify as amp
 
@@ -597,7 +599,8 @@ def test_amplify_h_with_x_decodes_as_repeats_says(repeats, monkeypatch):
     monkeypatch.setattr(amp, "XAnswerer", FakeAnswerer)
     B, Q = b.questions.shape[:2]
     tr = amp.amplify_h_with_x(task, None, b.facts, b.fact_mask, np.repeat(np.arange(B), Q),
-                              b.questions.reshape(B * Q, -1), b.db, np.random.default_rng(0), repeats=repeats)
+                              b.questions.reshape(B * Q, -1), b.db, np.random.default_rng(0), repeats=repeats,
+                              levels=levels)
     assert np.array_equal(tr.answers, b.answers.reshape(B * Q, -1))
     assert (False in seen) == (repeats in ("sample", "all")) and (True in seen) == (repeats != "all")
     assert (1 in ranks) == (repeats == "second")

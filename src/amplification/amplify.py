@@ -221,14 +221,16 @@ def amplify_h_with_x(task: Task, x: XModel, facts, fact_mask, ctx, questions, db
         answerer = functools.partial(answerer, greedy=False, generator=seeded_generator(rng, device))
     oracle = lambda c, q: task.answer(db, np.asarray(c), np.asarray(q), rng)  # noqa: E731
     resample = None
-    if repeats == "sample" and levels == 1:  # (deeper, a repeat gets a new tree, with new oracle draws)
+    if repeats == "sample":
         gen = seeded_generator(rng, device)
         resample = lambda c, q: answerer(c, q, greedy=False, generator=gen)  # noqa: E731
-    elif repeats == "second" and levels == 1:
+    elif repeats == "second":
         resample = functools.partial(answerer, rank=1)
     top = answerer
-    for _ in range(levels - 1):
-        top = functools.partial(_amplified_h, task, top, oracle, human)
+    for k in range(levels - 1):  # X's repeats at the leaves as in `amplify_hprime`'s `_x_rows`
+        top = functools.partial(_amplified_h, task, top, oracle, human, resample if k == 0 else None)
+    if levels > 1:  # (above the leaves a repeat gets a new tree, with new oracle draws)
+        resample = None
     if deep is not None:  # (a repeat there gets a new tree anyway, with new oracle draws)
         mask = np.asarray(deep_ctx, dtype=bool)
         top = _split(mask, deep, top)
@@ -250,5 +252,5 @@ def _split(mask, deep, shallow):
     return ask
 
 
-def _amplified_h(task, answerer, oracle, human, ctx, questions) -> np.ndarray:
-    return amplify_h(task, ctx, questions, answerer, oracle, human).answers
+def _amplified_h(task, answerer, oracle, human, resample, ctx, questions) -> np.ndarray:
+    return amplify_h(task, ctx, questions, answerer, oracle, human, resample=resample).answers
