@@ -41,6 +41,13 @@ def seeded_generator(rng: np.random.Generator, device="cpu") -> torch.Generator:
     return g
 
 
+def _x_decoding(repeats: str, again: bool) -> dict:
+    """How X decodes a subquestion (`again`: the transcript asked it before), per `repeats`:
+    greedy, a sample ("sample" on a repeat, "all" always) or X's runner-up ("second" on a repeat)."""
+    return {"greedy": repeats != "all" and not (again and repeats == "sample"),
+            "rank": int(again and repeats == "second")}
+
+
 @torch.no_grad()  # inference only: without it every H' step kept its autograd graph (20 GB at 16k questions)
 def amplify_hprime(task: Task, hp: HPrime, x: XModel, facts, fact_mask, questions, db, rng,
                    device="cpu", greedy: bool = True, generator=None, repeats: str = "greedy",
@@ -72,12 +79,11 @@ def amplify_hprime(task: Task, hp: HPrime, x: XModel, facts, fact_mask, question
     def x_all(ctx, sq, rest, again):
         """X on every row at once, in the contexts' [B, Q] layout (one pass over each fact encoding)."""
         qs = to_tensor(sq, device).long().view(B, Q, ql)
-        # greedy, unless every answer of X is sampled, as in the original (`repeats="all"`)
-        ans = x.generate(mem, ft, fm, qs, greedy=repeats != "all", generator=generator).view(N, al).cpu().numpy()
-        again = rest & again if repeats in ("sample", "second") else np.zeros(N, dtype=bool)
+        first, repeat = _x_decoding(repeats, False), _x_decoding(repeats, True)
+        ans = x.generate(mem, ft, fm, qs, generator=generator, **first).view(N, al).cpu().numpy()
+        again = rest & again if repeat != first else np.zeros(N, dtype=bool)
         if again.any():  # a fresh sample, or X's runner-up guess
-            xs = x.generate(mem, ft, fm, qs, greedy=repeats == "second", generator=generator,
-                            rank=int(repeats == "second")).view(N, al).cpu().numpy()
+            xs = x.generate(mem, ft, fm, qs, generator=generator, **repeat).view(N, al).cpu().numpy()
             ans[again] = xs[again]
         return ans, np.zeros(N, dtype=np.float32)  # (X's answers are not H''s choices: log 1)
 
@@ -164,7 +170,7 @@ def _x_rows(x, mem, ft, fm, al, repeats, generator, device, ctx, sq, rest, again
     out = np.zeros((len(sq), al), dtype=np.int64)
     idx = np.flatnonzero(rest)
     for again_pass in (False, True):  # first every row, then the repeats again: sampled, or X's runner-up
-        if again_pass and repeats not in ("sample", "second"):
+        if again_pass and _x_decoding(repeats, True) == _x_decoding(repeats, False):
             break
         rows = idx[again[idx]] if again_pass else idx
         if not len(rows):
@@ -174,9 +180,8 @@ def _x_rows(x, mem, ft, fm, al, repeats, generator, device, ctx, sq, rest, again
         slot = np.arange(len(c)) - np.searchsorted(c, c, side="left")  # rank of the row in its context
         q = np.zeros((mem.shape[0], int(slot.max()) + 1, sq.shape[1]), dtype=np.int64)
         q[c, slot] = sq[rows]
-        sample = (again_pass and repeats == "sample") or repeats == "all"
-        ans = x.generate(mem, ft, fm, to_tensor(q, device).long(), greedy=not sample, generator=generator,
-                         rank=int(again_pass and repeats == "second")).cpu().numpy()
+        ans = x.generate(mem, ft, fm, to_tensor(q, device).long(), generator=generator,
+                         **_x_decoding(repeats, again_pass)).cpu().numpy()
         out[rows] = ans[c, slot]
     return out, np.zeros(len(sq), dtype=np.float32)
 
