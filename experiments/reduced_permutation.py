@@ -38,7 +38,8 @@ def config(results: str, threads: int, args) -> dict:
                              "hard_fraction": args.hp_hard, "first_steps": args.hp_first_steps,
                              "recent_fraction": args.hp_recent, "rename": args.hp_rename,
                              "counterfactual": args.hp_counterfactual},
-            "budget": {"initial": args.h_initial, "min_calls": args.h_min, "focus": args.h_focus, "focus_by": args.h_focus_by},
+            "budget": {"initial": args.h_initial, "min_calls": args.h_min, "focus": args.h_focus, "focus_by": args.h_focus_by,
+                       "review": args.h_review},
             "x": {"enc_layers": args.enc_layers, "dec_layers": args.dec_layers, "width": args.width,
                   "match_bias": args.match_bias or bool(args.match_init), "match_bias_init": args.match_init,
                   "share_layers": args.share_layers,
@@ -92,6 +93,8 @@ def main() -> None:
     ap.add_argument("--h-min", type=int, default=0, help="H transcripts every later iteration collects at least (budget.min_calls)")
     ap.add_argument("--h-focus", type=float, default=0.0,
                     help="share of H calls on questions where X and Amplify(X) differ (budget.focus)")
+    ap.add_argument("--h-review", action="store_true",
+                    help="the --h-focus calls review this iteration's own least-sure targets: H's answers replace them (budget.review)")
     ap.add_argument("--h-focus-by", choices=["disagree", "uncertain"], default="disagree",
                     help="which questions --h-focus picks (budget.focus_by)")
     ap.add_argument("--hp-first-steps", type=int, default=None, help="H' steps at iteration 0 (hprime_train.first_steps; default: --hp-steps)")

@@ -127,6 +127,8 @@ def test_configs_do_not_share_output_folders():
     (["defaults.amplify.levels=2.5"], "config: defaults.amplify.levels: 2.5 is not of type 'integer'"),
     (["defaults.budget.focus_by=random"], "config: defaults.budget.focus_by: 'random' is not one of"),
     (["defaults.budget.focus=0.95"], "config: defaults.budget.focus: 0.95 is greater than the maximum of 0.9"),
+    (["defaults.budget.review=3"], "config: defaults.budget.review: 3 is not of type 'boolean'"),
+    (["defaults.budget.review=true"], "config: budget of task permutation: review is true, but focus is 0"),
     (["defaults.distill.lr_min=2"], "config: defaults.distill.lr_min: 2 is greater than the maximum of 1"),
     (["defaults.amplify.min_confidence=1"], "config: defaults.amplify.min_confidence: 1 is greater than or equal to the maximum of 1"),
     (["defaults.amplify.confidence_of=leaves"], "config: defaults.amplify.confidence_of: 'leaves' is not one of"),

@@ -200,6 +200,83 @@ def test_focus_runs_in_the_pipeline_with_the_same_h_calls(tmp_path):
     assert recs[0]["focused_transcripts"] == 0 and 0 <= recs[1]["focused_transcripts"] <= 3
 
 
+@pytest.mark.parametrize("task,levels,focus_by", [("permutation", 1, "uncertain"), ("union_find", 2, "uncertain"),
+                                                  ("union_find", 2, "disagree")])
+def test_review_replaces_the_targets_of_the_questions_h_decomposed(tmp_path, task, levels, focus_by):
+    """`budget.review`: the focus share of the H calls goes to the amplify stage, where H
+    decomposes that many of the iteration's own questions (the review transcripts' questions are
+    the sample's at `review_index`); their answers become the targets there, the rest of the
+    targets stay Amplify^{H'}(X)'s, the H calls are the same, and H' trains on the reviews."""
+    cfg = tiny_config(tmp_path, methods=["amplification"], iterations=3, tasks=[task])
+    cfg["per_task"]["union_find"] = {"params": {"nchars": 4, "length": 1}, "amplify": {"levels": levels}}
+    cfg["defaults"]["budget"].update(initial=8, min_calls=6, focus=0.5, focus_by=focus_by, review=True)
+    run_all(cfg, task=task)
+    out = lambda i, st, name=None: paths.stage_output(cfg["results_dir"], task, "amplification", 0, i, st, name)  # noqa: E731
+    recs = [json.load(open(out(i, "decompose", "decompose.json"))) for i in range(3)]
+    assert [(r["h_calls"], r["review_calls"]) for r in recs] == [(8, 0), (6, 3), (6, 3)]
+    assert [r["h_calls_cumulative"] for r in recs] == [8, 14, 20]
+    assert [len(np.load(out(i, "decompose"))["answers"]) for i in range(3)] == [8, 3, 3]
+    assert "review_index" not in np.load(out(0, "amplify")).files  # iteration 0 has no H' to be unsure
+    z = np.load(out(1, "amplify"))
+    idx = z["review_index"]
+    assert len(idx) == 3 and len(set(idx.tolist())) == 3
+    sample = stages.arrays_to_batch(stages.load_npz(out(1, "sample")))
+    B, Q, ql = sample.questions.shape
+    assert np.array_equal(z["review_questions"], sample.questions.reshape(B * Q, ql)[idx])
+    assert np.array_equal(z["targets"].reshape(B * Q, -1)[idx], z["review_answers"])
+    amp = json.load(open(out(1, "amplify", "amplify.json")))
+    assert amp["reviewed"] == 3 and 0.0 <= amp["reviewed_accuracy_after"] <= 1.0
+    hp = [json.load(open(out(i, "train_hprime", "hprime.json")))["transcripts"] for i in range(3)]
+    assert hp == [8, 11, 17]  # iteration 2's H' also reads iteration 1's three reviews
+
+
+def test_review_picks_the_targets_hprime_is_least_sure_of(monkeypatch):
+    """`_review` with `focus_by: uncertain`: H gets the n questions with the lowest H'
+    probability of the target, least sure first, each with its own context."""
+    import types
+
+    import amplification.amplify as amplify
+    from amplification.hparams import AmplifyConfig, BudgetConfig
+    from amplification.human import Transcripts
+    from amplification.tasks import make_task
+
+    def fake_h(task_, x, facts, mask, ctx, questions, db, rng, device, **kw):
+        z = np.zeros(len(questions), dtype=np.int64)
+        return Transcripts(questions, ctx, None, None, z, z)  # (ctx where H' would keep subquestions)
+
+    monkeypatch.setattr(amplify, "amplify_h_with_x", fake_h)
+
+    task = make_task("permutation", nchars=4, length=1, log_iters=3)
+    batch = task.generate(5, task.max_size, 3, n_questions=4)
+    logp = -np.random.default_rng(1).random(20)
+    c = types.SimpleNamespace(task=task, device="cpu",
+                              sec={"amplify": AmplifyConfig(), "budget": BudgetConfig(focus=0.5, focus_by="uncertain", review=True)})
+
+    idx, tr = stages._review(c, None, None, batch, None, {"answer_logp": logp}, np.random.default_rng(0), 4)
+    assert np.array_equal(idx, np.argsort(logp)[:4])
+    assert np.array_equal(tr.questions, batch.questions.reshape(20, -1)[idx])
+    assert np.array_equal(tr.subquestions, idx // 4)
+
+
+def test_review_mends_a_wrong_hprime_with_h_and_never_drops_the_reviewed():
+    """`_apply_review` against an oracle: where a fake H' answered wrongly and H reviewed, the
+    target becomes H's (right) answer and is kept even if min_confidence had dropped it."""
+    rng = np.random.default_rng(0)
+    truth = rng.integers(1, 9, size=(12, 2))
+    targets = truth.copy().reshape(3, 4, 2)
+    targets.reshape(12, 2)[[1, 5, 7], 0] += 1  # a fake H' that answers these wrongly
+    drop = np.zeros(12, dtype=bool)
+    drop[[5, 9]] = True
+    idx = np.array([5, 7, 2])
+    log = stages._apply_review(idx, truth[idx], targets, drop, truth)
+    flat = targets.reshape(12, 2)
+    assert np.array_equal(flat[idx], truth[idx]) and not np.array_equal(flat[1], truth[1])
+    assert drop.tolist() == [i == 9 for i in range(12)]
+    assert log == {"reviewed": 3, "reviewed_changed": 2 / 3, "reviewed_accuracy_before": 1 / 3,
+                   "reviewed_accuracy_after": 1.0}
+    assert stages._apply_review(idx[:0], truth[:0], targets, drop, truth) == {"reviewed": 0}
+
+
 def test_an_hprime_ensemble_runs_through_the_stages(tmp_path):
     """`hprime.members: 2`: train_hprime saves both members, decompose measures the mixture's
     fresh loss, amplify decodes from it, and the run ends with X evaluated as usual."""

@@ -159,6 +159,10 @@ def _check_task_params(cfg: dict) -> None:
         if x.get("match_bias_init") and not x.get("match_bias"):
             raise ConfigError(f"config: x of task {task}: match_bias_init is set but match_bias is false "
                               "(the initial weight is the match bias's)")
+        budget = settings["budget"]
+        if budget.get("review") and not budget.get("focus"):
+            raise ConfigError(f"config: budget of task {task}: review is true, but focus is 0 "
+                              "(review spends the focus share of the H calls on this iteration's own targets)")
         if task not in TASKS:  # not registered in this checkout: its stages will say so
             continue
         params = settings["params"]

@@ -151,6 +151,12 @@ class BudgetConfig:
     # "uncertain" (the lowest probability H' gives the final answer it decoded: H' unsure of the
     # rule there, including where it follows X's guess and H would not)
     focus_by: str = "disagree"
+    # the focused H calls review this iteration's own targets (a deviation; needs focus > 0): they
+    # are drawn from the sample's questions instead of fresh ones, H decomposes each at the top of
+    # the amplify stage's tree (Amplify^{H'_{i-1}}(X_{i-1}) one level down when amplify.levels > 1),
+    # and H's answer replaces Amplify^{H'}(X)'s target on that question. The H calls are the same;
+    # they now also mend the targets H' is least sure of, where its mistakes are (README)
+    review: bool = False
 
     def __post_init__(self):
         if isinstance(self.focus, bool) or not isinstance(self.focus, (int, float)) or not 0.0 <= self.focus <= 0.9:
@@ -159,6 +165,10 @@ class BudgetConfig:
             raise ValueError(f"budget.focus_pool must be a positive integer, got {self.focus_pool!r}")
         if self.focus_by not in ("disagree", "uncertain"):
             raise ValueError(f"budget.focus_by must be 'disagree' or 'uncertain', got {self.focus_by!r}")
+        if not isinstance(self.review, bool):
+            raise ValueError(f"budget.review must be true or false, got {self.review!r}")
+        if self.review and not self.focus:
+            raise ValueError("budget.review needs budget.focus > 0 (the share of H calls that review targets)")
 
 
 @dataclass

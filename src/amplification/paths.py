@@ -68,6 +68,7 @@ def stage_inputs(stage: str, results: str, task: str, method: str, seed: int, i:
             ins["demonstrations"] = demonstrations_path(data_dir, task, demonstrations_dir)
     elif stage == "train_hprime":
         ins["transcripts"] = [it(j, "decompose") for j in range(i + 1)]
+        ins["reviews"] = [it(j, "amplify") for j in range(i)]  # budget.review's H transcripts
         ins["decompose"] = it(i, "decompose", "decompose.json")  # H' loss on fresh transcripts
         if prev >= 0:
             ins["hprime"] = it(prev, "train_hprime")
@@ -75,6 +76,7 @@ def stage_inputs(stage: str, results: str, task: str, method: str, seed: int, i:
         ins["sample"] = it(i, "sample")
         if method == "amplification":
             ins["hprime"] = it(i, "train_hprime")
+            ins["decompose"] = it(i, "decompose", "decompose.json")  # budget.review's H calls
         if prev >= 0:
             ins["model"] = it(prev, "distill")
     elif stage == "distill":

@@ -210,6 +210,7 @@ def run_decompose(cfg, task_name, method, seed, i) -> dict:
     c = Ctx(cfg, task_name, method, seed, i)
     ins, out = c.inp("decompose"), c.out("decompose")
     rec: dict = {"iteration": c.i}
+    review = None  # budget.review: the H calls of this iteration the amplify stage spends
     with timed(rec):
         size = int(load_npz(ins["sample"])["size"])
         prev = read_json(ins["previous"]) if "previous" in ins else {}
@@ -229,7 +230,11 @@ def run_decompose(cfg, task_name, method, seed, i) -> dict:
                 x = c.previous_x(ins)
                 amp, bud = c.sec["amplify"], c.sec["budget"]
                 n_focus = min(int(round(bud.focus * n)), n - 1) if "hprime" in ins else 0
-                if n_focus:  # screen a pool; H gets the disagreements first, then random questions
+                if n_focus and bud.review:  # the amplify stage spends these on its own targets
+                    review, n, n_focus = n_focus, n - n_focus, 0
+                    batch = c.task.generate(n, size, rng, n_questions=1)  # the rest: random questions
+                    picked = np.arange(n)
+                elif n_focus:  # screen a pool; H gets the disagreements first, then random questions
                     batch = c.task.generate(n * bud.focus_pool, size, rng, n_questions=1)
                     picked, n_focus = _focus_questions(c, x, ins["hprime"], batch, rng, n, n_focus)
                 else:
@@ -258,7 +263,9 @@ def run_decompose(cfg, task_name, method, seed, i) -> dict:
             k = rec.get("focused_transcripts", 0)
             ev = evaluate_hprime(load_hprime(ins["hprime"], c.device), tr.tokens()[k:], c.device)
             fresh, whole = ev["loss"], ev["transcript_accuracy"]
-        rec.update(hprime_fresh_transcript_accuracy=whole,h_calls=len(tr), h_calls_cumulative=prev_cum + len(tr), rate=rate, size=size,
+        calls = len(tr) + (review or 0)  # budget.review: H calls the amplify stage spends (review_calls)
+        rec.update(hprime_fresh_transcript_accuracy=whole, h_calls=calls, h_calls_cumulative=prev_cum + calls,
+                   review_calls=review or 0, rate=rate, size=size,
                    subquestions=int(tr.asked.sum()), primitive_subquestions=int(tr.primitive.sum()),
                    hprime_fresh_loss=fresh if fresh is not None else prev.get("hprime_fresh_loss"))
     save_npz(out["transcripts"], **transcripts_to_arrays(tr))
@@ -309,7 +316,8 @@ def run_train_hprime(cfg, task_name, method, seed, i) -> dict:
     rec: dict = {"iteration": c.i}
     with timed(rec):
         parts = [arrays_to_transcripts(load_npz(p)) for p in ins["transcripts"]]
-        tr = Transcripts.concat(parts)
+        reviews = [_review_part(load_npz(p)) for p in ins.get("reviews", [])]  # budget.review's, older
+        tr = Transcripts.concat([r for r in reviews if r is not None] + parts)
         trainer = HPrimeTrainer(c.task, c.sec["hprime"], c.sec["hprime_train"], c.seed, c.device)
         if "hprime" in ins:
             trainer.load_state_dict(load_checkpoint(ins["hprime"], c.device))
@@ -351,6 +359,7 @@ def run_amplify(cfg, task_name, method, seed, i) -> dict:
     c = Ctx(cfg, task_name, method, seed, i)
     ins, out = c.inp("amplify"), c.out("amplify")
     rec: dict = {"iteration": c.i}
+    review_arrays: dict = {}
     with timed(rec):
         batch = arrays_to_batch(load_npz(ins["sample"]))
         B, Q = batch.questions.shape[:2]
@@ -370,6 +379,11 @@ def run_amplify(cfg, task_name, method, seed, i) -> dict:
                        dropped=float(drop.mean()), **_confidence_log(tr.answers, batch.answers.reshape(B * Q, -1), conf, drop, bands=False),
                        **_confidence_log(tr.answers, batch.answers.reshape(B * Q, -1), np.exp(scores["answer_logp"]), None, "answer_"),
                        **_confidence_log(tr.answers, batch.answers.reshape(B * Q, -1), np.exp(scores["min_logp"]), None, "tree_"))
+            n_review = int(read_json(ins["decompose"]).get("review_calls", 0)) if "decompose" in ins else 0
+            if n_review:  # budget.review: H decomposes the n_review targets H' is least sure of
+                idx, rtr = _review(c, hp, x, batch, tr.answers, scores, rng, n_review)
+                rec.update(_apply_review(idx, rtr.answers, targets, drop, batch.answers.reshape(B * Q, -1)))
+                review_arrays = {"review_index": idx, **{f"review_{k}": v for k, v in transcripts_to_arrays(rtr).items()}}
         else:
             targets, drop = batch.answers, np.zeros(B * Q, dtype=bool)
         with torch.no_grad():
@@ -387,9 +401,61 @@ def run_amplify(cfg, task_name, method, seed, i) -> dict:
         if drop.any():  # X is not trained on these ("unknown"); the accuracy above is Amplify(X)'s, before
             targets = targets.copy()
             targets.reshape(B * Q, -1)[drop] = 0
-    save_npz(out["targets"], targets=targets)
+    save_npz(out["targets"], targets=targets, **review_arrays)
     write_json(out["amplify"], rec)
     return rec
+
+
+def _review(c, hp, x, batch, answers, scores, rng, n):
+    """`budget.review`: of this iteration's questions, the n whose target H' gave the lowest
+    probability (`focus_by: uncertain`), or where X_{i-1}'s answer differs from it (`disagree`,
+    in random order), decomposed by H at the top of the amplify tree: its complex subquestions
+    answered by Amplify^{H'_i}(X_{i-1}) one level down when amplify.levels > 1, else by X.
+    Returns (flat indices into the B*Q questions, H's transcripts in that order)."""
+    import torch
+
+    from .amplify import amplify_h_with_x, hprime_answerer
+    from .xmodel import to_tensor
+
+    amp = c.sec["amplify"]
+    B, Q, ql = batch.questions.shape
+    if c.sec["budget"].focus_by == "uncertain":  # the least confident, most uncertain first
+        idx = np.argsort(scores["answer_logp"], kind="stable")[:n]
+    else:
+        with torch.no_grad():
+            ft, fm = to_tensor(batch.facts, c.device).long(), to_tensor(batch.fact_mask, c.device).bool()
+            mine = x.generate(x.encode(ft, fm), ft, fm, to_tensor(batch.questions, c.device).long()).cpu().numpy()
+        idx = rng.permutation(np.flatnonzero((mine.reshape(B * Q, -1) != answers).any(-1)))[:n]
+    deep, deep_ctx = None, None
+    if amp.levels > 1:
+        deep = hprime_answerer(c.task, hp, x, batch.facts, batch.fact_mask, batch.db, rng, c.device,
+                               levels=amp.levels - 1)
+        deep_ctx = np.ones(B, dtype=bool)
+    idx = np.asarray(idx, dtype=np.int64)
+    return idx, amplify_h_with_x(c.task, x, batch.facts, batch.fact_mask, idx // Q,
+                                 batch.questions.reshape(B * Q, ql)[idx], batch.db, rng, c.device,
+                                 repeats=amp.repeats, deep=deep, deep_ctx=deep_ctx)
+
+
+def _review_part(a: dict):
+    """The H transcripts `budget.review` left in an amplify stage's targets.npz (None if none)."""
+    if "review_index" not in a:
+        return None
+    return Transcripts(*[a[f"review_{f}"] for f in Transcripts.__dataclass_fields__])
+
+
+def _apply_review(idx, h, targets, drop, truth) -> dict:
+    """`budget.review`: H's answers h [n, al] replace the targets [B, Q, al] (in place) on the
+    questions idx (flat), which are never dropped. Returns the log (truth for logging only)."""
+    if not len(idx):
+        return {"reviewed": 0}
+    flat = targets.reshape(-1, targets.shape[-1])
+    before = flat[idx].copy()
+    flat[idx] = h
+    drop[idx] = False
+    return {"reviewed": int(len(idx)), "reviewed_changed": float((before != h).any(-1).mean()),
+            "reviewed_accuracy_before": float((before == truth[idx]).all(-1).mean()),
+            "reviewed_accuracy_after": float((h == truth[idx]).all(-1).mean())}
 
 
 def _confidence_log(answers, truth, conf, drop, prefix="", bands=True) -> dict:
