@@ -226,6 +226,8 @@ def test_review_replaces_the_targets_of_the_questions_h_decomposed(tmp_path, tas
     assert np.array_equal(z["targets"].reshape(B * Q, -1)[idx], z["review_answers"])
     amp = json.load(open(out(1, "amplify", "amplify.json")))
     assert amp["reviewed"] == 3 and 0.0 <= amp["reviewed_accuracy_after"] <= 1.0
+    m = json.load(open(out(1, "evaluate")))["metrics"]
+    assert m["targets/reviewed"] == 3 and m["accuracy/targets/reviewed_after"] == amp["reviewed_accuracy_after"]
     hp = [json.load(open(out(i, "train_hprime", "hprime.json")))["transcripts"] for i in range(3)]
     assert hp == [8, 11, 17]  # iteration 2's H' also reads iteration 1's three reviews
 

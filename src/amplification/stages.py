@@ -574,6 +574,11 @@ def run_evaluate(cfg, task_name, method, seed, i) -> dict:
         m["targets/dropped"] = amp["dropped"]
         m["accuracy/targets/kept"] = amp["kept_targets_accuracy"]
         m["accuracy/targets/dropped"] = amp["dropped_targets_accuracy"]
+    if amp.get("reviewed"):  # budget.review: targets H decomposed, how many it changed, how right before and after
+        m["targets/reviewed"] = amp["reviewed"]
+        m["targets/reviewed_changed"] = amp["reviewed_changed"]
+        m["accuracy/targets/reviewed_before"] = amp["reviewed_accuracy_before"]
+        m["accuracy/targets/reviewed_after"] = amp["reviewed_accuracy_after"]
     for k, v in teacher["greedy"].items():
         if k != "all":
             m[f"accuracy/teacher/greedy/class/{k}"] = v
