@@ -10,7 +10,7 @@ from amplification.config import (ConfigError, load_config, parse_override, rety
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 CONFIGS = ["config/config.yaml", "config/paper.yaml", "config/smoke.yaml", "config/union_find_depth1.yaml",
-           "config/union_find_focus_threshold.yaml"]
+           "config/union_find_no_review.yaml"]
 
 
 def _resolve(sch, root):
@@ -165,17 +165,17 @@ def test_union_find_depth1_layers_over_the_default_study():
     uf, uf_base = _layered_over_the_default_study("config/union_find_depth1.yaml")
     assert (uf_base["amplify"]["levels"], uf_base["budget"]["min_calls"], uf_base["schedule"]["iterations"]) == (2, 1000, 16)
     assert (uf["amplify"]["levels"], uf["budget"]["min_calls"], uf["schedule"]["iterations"]) == (1, 200, 14)
+    assert (uf["budget"]["focus"], uf["budget"]["review"]) == (0.0, False)  # H's calls as then: random questions
     assert uf["params"] == uf_base["params"]  # the default study's sizes
 
 
-def test_union_find_focus_threshold_layers_over_the_default_study():
-    uf, uf_base = _layered_over_the_default_study("config/union_find_focus_threshold.yaml")
-    assert (uf["curriculum"]["threshold"], uf["budget"]["focus"], uf["budget"]["focus_by"]) == (0.8, 0.5, "uncertain")
-    assert (uf_base["curriculum"]["threshold"], uf_base["budget"]["focus"]) == (0.85, 0.0)
+def test_union_find_no_review_layers_over_the_default_study():
+    uf, uf_base = _layered_over_the_default_study("config/union_find_no_review.yaml")
+    assert (uf_base["budget"]["focus"], uf_base["budget"]["focus_by"], uf_base["budget"]["review"]) == (0.5, "uncertain", True)
+    assert (uf["budget"]["focus"], uf["budget"]["review"]) == (0.0, False)  # the study of record's union find
     # everything else of union find's default settings is kept (start 4, depth 2, 1,000 transcripts)
-    for section in ("params", "amplify", "schedule", "distill", "x"):
+    for section in ("params", "amplify", "schedule", "distill", "x", "curriculum"):
         assert uf[section] == uf_base[section], section
-    assert uf["curriculum"]["start"] == uf_base["curriculum"]["start"] == 4
     assert uf["budget"]["min_calls"] == uf_base["budget"]["min_calls"] == 1000
 
 
