@@ -94,7 +94,7 @@ def main() -> None:
     ap.add_argument("--h-focus", type=float, default=0.0,
                     help="share of H calls on questions where X and Amplify(X) differ (budget.focus)")
     ap.add_argument("--h-review", action="store_true",
-                    help="the --h-focus calls review this iteration's own least-sure targets: H's answers replace them (budget.review)")
+                    help="the --h-focus calls review this iteration's own targets (picked by --h-focus-by): H's answers replace them (budget.review)")
     ap.add_argument("--h-focus-by", choices=["disagree", "uncertain"], default="disagree",
                     help="which questions --h-focus picks (budget.focus_by)")
     ap.add_argument("--hp-first-steps", type=int, default=None, help="H' steps at iteration 0 (hprime_train.first_steps; default: --hp-steps)")

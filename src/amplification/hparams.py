@@ -151,11 +151,12 @@ class BudgetConfig:
     # "uncertain" (the lowest probability H' gives the final answer it decoded: H' unsure of the
     # rule there, including where it follows X's guess and H would not)
     focus_by: str = "disagree"
-    # the focused H calls review this iteration's own targets (a deviation; needs focus > 0): they
-    # are drawn from the sample's questions instead of fresh ones, H decomposes each at the top of
-    # the amplify stage's tree (Amplify^{H'_{i-1}}(X_{i-1}) one level down when amplify.levels > 1),
-    # and H's answer replaces Amplify^{H'}(X)'s target on that question. The H calls are the same;
-    # they now also mend the targets H' is least sure of, where its mistakes are (README)
+    # the focused H calls review this iteration's own targets (a deviation; needs focus > 0): the
+    # amplify stage spends them, H decomposing the questions focus_by picks among its targets at the
+    # top of the tree (Amplify^{H'_i}(X_{i-1}) one level down when amplify.levels > 1); H's answers
+    # replace those targets, and H' trains on the transcripts from the next iteration on. The H
+    # calls are the same. With H'_{i-1} one level down (in the decompose stage) H's answers were
+    # often worse than the targets they replaced (README, "H reviews the targets")
     review: bool = False
 
     def __post_init__(self):
