@@ -232,9 +232,7 @@ def run_decompose(cfg, task_name, method, seed, i) -> dict:
                 n_focus = min(int(round(bud.focus * n)), n - 1) if "hprime" in ins else 0
                 if n_focus and bud.review:  # the amplify stage spends these on its own targets
                     review, n, n_focus = n_focus, n - n_focus, 0
-                    batch = c.task.generate(n, size, rng, n_questions=1)  # the rest: random questions
-                    picked = np.arange(n)
-                elif n_focus:  # screen a pool; H gets the disagreements first, then random questions
+                if n_focus:  # screen a pool; H gets the disagreements first, then random questions
                     batch = c.task.generate(n * bud.focus_pool, size, rng, n_questions=1)
                     picked, n_focus = _focus_questions(c, x, ins["hprime"], batch, rng, n, n_focus)
                 else:
@@ -273,16 +271,24 @@ def run_decompose(cfg, task_name, method, seed, i) -> dict:
     return rec
 
 
+def _x_greedy(x, batch, device):
+    """X's greedy answers [B, Q, al] to a batch's questions (one fact encoding per context)."""
+    import torch
+
+    from .xmodel import to_tensor
+
+    with torch.no_grad():
+        ft, fm = to_tensor(batch.facts, device).long(), to_tensor(batch.fact_mask, device).bool()
+        return x.generate(x.encode(ft, fm), ft, fm, to_tensor(batch.questions, device).long()).cpu().numpy()
+
+
 def _focus_questions(c, x, hprime_path, batch, rng, n, n_focus):
     """Of a pool of one-question contexts, n in all: up to n_focus where X's greedy answer and
     Amplify^{H'}(X)'s differ (`focus_by: uncertain`: the n_focus where H' gave its answer the
     lowest probability), then the pool's first n - n_focus (a random sample), then random others
     if too few differed. Returns (indices, focused count)."""
-    import torch
-
     from .amplify import amplify_hprime
     from .checkpoint import load_hprime
-    from .xmodel import to_tensor
 
     amp, scores = c.sec["amplify"], {}
     tr = amplify_hprime(c.task, load_hprime(hprime_path, c.device), x, batch.facts, batch.fact_mask,
@@ -292,10 +298,7 @@ def _focus_questions(c, x, hprime_path, batch, rng, n, n_focus):
     if c.sec["budget"].focus_by == "uncertain":  # the n_focus least confident, most uncertain first
         order = np.argsort(scores["answer_logp"][n_rand:], kind="stable")[:n_focus]
         return np.concatenate([n_rand + order, np.arange(n_rand)]), len(order)
-    with torch.no_grad():
-        ft, fm = to_tensor(batch.facts, c.device).long(), to_tensor(batch.fact_mask, c.device).bool()
-        mine = x.generate(x.encode(ft, fm), ft, fm, to_tensor(batch.questions, c.device).long()).cpu().numpy()
-    differ = (mine[:, 0] != tr.answers).any(-1)
+    differ = (_x_greedy(x, batch, c.device)[:, 0] != tr.answers).any(-1)
     focus = n_rand + np.flatnonzero(differ[n_rand:])[:n_focus]
     more = np.setdiff1d(np.arange(n_rand, len(differ)), focus)[: n_focus - len(focus)]  # too few: random ones
     return np.concatenate([focus, np.arange(n_rand), more]), len(focus)
@@ -316,7 +319,7 @@ def run_train_hprime(cfg, task_name, method, seed, i) -> dict:
     rec: dict = {"iteration": c.i}
     with timed(rec):
         parts = [arrays_to_transcripts(load_npz(p)) for p in ins["transcripts"]]
-        reviews = [_review_part(load_npz(p)) for p in ins.get("reviews", [])]  # budget.review's, older
+        reviews = [_review_part(load_npz(p)) for p in ins.get("reviews", [])] if c.sec["budget"].review else []
         tr = Transcripts.concat([r for r in reviews if r is not None] + parts)
         trainer = HPrimeTrainer(c.task, c.sec["hprime"], c.sec["hprime_train"], c.seed, c.device)
         if "hprime" in ins:
@@ -351,10 +354,7 @@ def accuracy_by_class(task, pred, truth, classes) -> dict:
 
 def run_amplify(cfg, task_name, method, seed, i) -> dict:
     """Targets for this iteration's questions; the agreement of X_{i-1} with them."""
-    import torch
-
     from .amplify import amplify_hprime
-    from .xmodel import to_tensor
 
     c = Ctx(cfg, task_name, method, seed, i)
     ins, out = c.inp("amplify"), c.out("amplify")
@@ -364,6 +364,7 @@ def run_amplify(cfg, task_name, method, seed, i) -> dict:
         batch = arrays_to_batch(load_npz(ins["sample"]))
         B, Q = batch.questions.shape[:2]
         x = c.previous_x(ins)
+        mine = _x_greedy(x, batch, c.device).reshape(B * Q, -1)  # X_{i-1}'s own answers (draws no rng)
         rng = stage_rng(c.seed, c.i, "amplify")
         if method == "amplification":
             from .checkpoint import load_hprime
@@ -379,18 +380,16 @@ def run_amplify(cfg, task_name, method, seed, i) -> dict:
                        dropped=float(drop.mean()), **_confidence_log(tr.answers, batch.answers.reshape(B * Q, -1), conf, drop, bands=False),
                        **_confidence_log(tr.answers, batch.answers.reshape(B * Q, -1), np.exp(scores["answer_logp"]), None, "answer_"),
                        **_confidence_log(tr.answers, batch.answers.reshape(B * Q, -1), np.exp(scores["min_logp"]), None, "tree_"))
-            n_review = int(read_json(ins["decompose"]).get("review_calls", 0)) if "decompose" in ins else 0
+            n_review = int(read_json(ins["decompose"]).get("review_calls", 0))
             if n_review:  # budget.review: H decomposes the n_review targets H' is least sure of
-                idx, rtr = _review(c, hp, x, batch, tr.answers, scores, rng, n_review)
+                differ = (mine != tr.answers).any(-1)
+                idx, rtr = _review(c, hp, x, batch, differ, scores, rng, n_review)
                 rec.update(_apply_review(idx, rtr.answers, targets, drop, batch.answers.reshape(B * Q, -1)))
                 review_arrays = {"review_index": idx, **{f"review_{k}": v for k, v in transcripts_to_arrays(rtr).items()}}
         else:
             targets, drop = batch.answers, np.zeros(B * Q, dtype=bool)
-        with torch.no_grad():
-            ft, fm = to_tensor(batch.facts, c.device).long(), to_tensor(batch.fact_mask, c.device).bool()
-            mine = x.generate(x.encode(ft, fm), ft, fm, to_tensor(batch.questions, c.device).long()).cpu().numpy()
         flat = lambda a: a.reshape(B * Q, -1)  # noqa: E731
-        agree = (flat(mine) == flat(targets)).all(-1) & flat(targets).any(-1)  # "unknown" never agrees
+        agree = (mine == flat(targets)).all(-1) & flat(targets).any(-1)  # "unknown" never agrees
         rec["agreement"] = float(agree[~drop].mean()) if (~drop).any() else 0.0  # on the targets given
         rec["size"] = int(batch.size)
         rec["next_size"] = next_size(batch.size, rec["agreement"], c.sec["curriculum"], c.max_size)
@@ -406,26 +405,20 @@ def run_amplify(cfg, task_name, method, seed, i) -> dict:
     return rec
 
 
-def _review(c, hp, x, batch, answers, scores, rng, n):
+def _review(c, hp, x, batch, differ, scores, rng, n):
     """`budget.review`: of this iteration's questions, the n whose target H' gave the lowest
-    probability (`focus_by: uncertain`), or where X_{i-1}'s answer differs from it (`disagree`,
-    in random order), decomposed by H at the top of the amplify tree: its complex subquestions
-    answered by Amplify^{H'_i}(X_{i-1}) one level down when amplify.levels > 1, else by X.
-    Returns (flat indices into the B*Q questions, H's transcripts in that order)."""
-    import torch
-
+    probability (`focus_by: uncertain`), or where X_{i-1}'s answer differs from it (`disagree`:
+    `differ` [B*Q], in random order), decomposed by H at the top of the amplify tree: its complex
+    subquestions answered by Amplify^{H'_i}(X_{i-1}) one level down when amplify.levels > 1,
+    else by X. Returns (flat indices into the B*Q questions, H's transcripts in that order)."""
     from .amplify import amplify_h_with_x, hprime_answerer
-    from .xmodel import to_tensor
 
     amp = c.sec["amplify"]
     B, Q, ql = batch.questions.shape
     if c.sec["budget"].focus_by == "uncertain":  # the least confident, most uncertain first
         idx = np.argsort(scores["answer_logp"], kind="stable")[:n]
     else:
-        with torch.no_grad():
-            ft, fm = to_tensor(batch.facts, c.device).long(), to_tensor(batch.fact_mask, c.device).bool()
-            mine = x.generate(x.encode(ft, fm), ft, fm, to_tensor(batch.questions, c.device).long()).cpu().numpy()
-        idx = rng.permutation(np.flatnonzero((mine.reshape(B * Q, -1) != answers).any(-1)))[:n]
+        idx = rng.permutation(np.flatnonzero(differ))[:n]
     deep, deep_ctx = None, None
     if amp.levels > 1:
         deep = hprime_answerer(c.task, hp, x, batch.facts, batch.fact_mask, batch.db, rng, c.device,
